@@ -1,0 +1,4 @@
+from stilts_mlflow.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Presets: every number a run depends on, as frozen dataclasses.
+
+`smoke` is for tests, `tiny` is the offline default, `xlmr-base` and `xlmr-large` follow the paper
+(Phang et al. 2020, arXiv 2005.13013, Sec. 3 and App. A; jiant's STILTs/XTREME example configs):
+intermediate batch 4 (large) / 8 (base), learning rate 1e-5, max length 512 for QA and 256
+otherwise (we use 256 throughout on real presets), XNLI target 2 epochs, batch 4 x accumulation 8,
+evaluation every 1000 steps, early stop after 30 evaluations without improvement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"  # synthetic | hub | local
+    world_seed: int = 0
+    mlm_docs_per_lang: int = 3000
+    task_train: int = 3000  # per intermediate task
+    task_eval: int = 300  # dev and test per intermediate task
+    xnli_train: int = 6000  # English
+    xnli_dev: int = 300  # per language
+    xnli_test: int = 600  # per language
+    tokenizer: str = "train"  # "train" (SentencePiece unigram on the corpus) or a hub name / directory
+    vocab_size: int = 8000
+    local_dir: str | None = None  # source=local: DIR/<task>/<split>[.<lang>].jsonl
+    hub_mirror: str | None = None  # source=hub: read save_to_disk copies under this dir instead of the hub
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    init: str = "random"  # random (offline presets pretrain it) | pretrained (from_pretrained)
+    pretrained: str | None = None  # hub name or directory of an XLMRobertaForMaskedLM
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_length: int = 128
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 5e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    steps: int = 1000  # fixed budget; per-task budget multiplies by the number of tasks
+    epochs: float = 0.0  # if > 0, overrides steps with epochs over the training data
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    eval_every: int = 200
+    patience: int = 0  # evaluations without improvement before stopping (0: never)
+    checkpoint_every: int = 200
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    data: DataConfig
+    model: ModelConfig
+    pretrain: TrainConfig | None  # None: the encoder is already pretrained (XLM-R)
+    intermediate: TrainConfig
+    target: TrainConfig
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+_TINY = Preset(
+    name="tiny",
+    description="offline default: synthetic world, tiny XLM-R pretrained here, 2-CPU friendly",
+    data=DataConfig(),
+    model=ModelConfig(),
+    pretrain=TrainConfig(learning_rate=1e-3, batch_size=64, steps=3000, eval_every=1000, checkpoint_every=500),
+    intermediate=TrainConfig(learning_rate=5e-4, batch_size=32, steps=300, eval_every=150, checkpoint_every=150),
+    target=TrainConfig(learning_rate=5e-4, batch_size=32, steps=600, eval_every=150, checkpoint_every=150),
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    replace(
+        _TINY, name="smoke", description="tests: whole pipeline in well under a minute",
+        data=DataConfig(mlm_docs_per_lang=120, task_train=96, task_eval=24, xnli_train=192, xnli_dev=24,
+                        xnli_test=24, vocab_size=1500),
+        model=ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96),
+        pretrain=TrainConfig(learning_rate=1e-3, batch_size=16, steps=30, eval_every=15, checkpoint_every=10),
+        intermediate=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6),
+        target=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6),
+    ),
+    _TINY,
+    Preset(
+        name="xlmr-base", description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
+        data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-base", task_train=0, task_eval=0,
+                        xnli_train=0, xnli_dev=0, xnli_test=0),
+        model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-base", hidden_size=768,
+                          num_layers=12, num_heads=12, intermediate_size=3072, max_length=256),
+        pretrain=None,
+        intermediate=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=3,
+                                 eval_every=1000, patience=30, checkpoint_every=1000),
+        target=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=2, eval_every=1000,
+                           patience=30, checkpoint_every=1000),
+    ),
+    Preset(
+        name="xlmr-large", description="the paper's recipe: XLM-R large, real datasets",
+        data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-large", task_train=0, task_eval=0,
+                        xnli_train=0, xnli_dev=0, xnli_test=0),
+        model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-large", hidden_size=1024,
+                          num_layers=24, num_heads=16, intermediate_size=4096, max_length=256),
+        pretrain=None,
+        intermediate=TrainConfig(learning_rate=1e-5, batch_size=4, grad_accum=1, steps=0, epochs=3,
+                                 eval_every=1000, patience=30, checkpoint_every=1000),
+        target=TrainConfig(learning_rate=1e-5, batch_size=4, grad_accum=8, steps=0, epochs=2, eval_every=1000,
+                           patience=30, checkpoint_every=1000),
+    ),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+    return PRESETS[name]

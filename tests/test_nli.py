@@ -1,0 +1,70 @@
+import random
+from collections import Counter
+
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from stilts_mlflow.tasks.synthetic import SyntheticTasks
+from stilts_mlflow.world.nli import NLIGenerator, join_label
+
+
+@pytest.mark.parametrize("relations,label", [
+    (["="], "entailment"), (["⊏"], "entailment"), (["=", "⊏"], "entailment"), (["|"], "contradiction"),
+    (["#", "|"], "contradiction"), (["#"], "neutral"), (["⊐"], "neutral"), (["=", "#"], "neutral"),
+])
+def test_natural_logic_join(relations, label):
+    assert join_label(relations) == label
+
+
+def test_labels_balanced_within_every_signature(world):
+    pairs = NLIGenerator(world).generate(3000, random.Random(0))
+    by_sig = Counter((p.signature, p.label) for p in pairs)
+    sigs = {p.signature for p in pairs}
+    assert Counter(p.label for p in pairs) == {"entailment": 1000, "neutral": 1000, "contradiction": 1000}
+    # every signature group holds each label equally often (up to the final cut)
+    spread = [max(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction"))
+              - min(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction")) for s in sigs]
+    assert sum(spread) <= 2
+
+
+def test_synonym_hypernym_antonym_examples(world):
+    gen = NLIGenerator(world)
+    pairs = gen.generate(600, random.Random(1))
+    lex = world.lexicon
+    for p in pairs:
+        prem, hyp = p.premise[0], p.hypothesis
+        if prem.obj == hyp.obj and prem.verb != hyp.verb:  # only the verb changed
+            a, b = lex.sense_of(prem.verb), lex.sense_of(hyp.verb)
+            expected = "entailment" if a == b else "contradiction" if a.antonym == b.sid else "neutral"
+            assert p.label == expected, (prem, hyp)
+
+
+def _xnli(world):
+    tasks = SyntheticTasks(world)
+    return tasks.generate("xnli", "train", "en", 6000), tasks.generate("xnli", "test", "en", 600)
+
+
+@pytest.mark.slow
+def test_hypothesis_only_baseline_near_chance(world):
+    train, test = _xnli(world)
+    vec = CountVectorizer(token_pattern=r"\S+", ngram_range=(1, 2))
+    x = vec.fit_transform([r["text_b"] for r in train])
+    model = LogisticRegression(max_iter=2000).fit(x, [r["label"] for r in train])
+    acc = model.score(vec.transform([r["text_b"] for r in test]), [r["label"] for r in test])
+    assert abs(acc - 1 / 3) < 0.10, acc
+
+
+def _overlap(r):
+    a, b = r["text_a"].split(), r["text_b"].split()
+    sa, sb = set(a), set(b)
+    same = [int(x == y) for x, y in zip(a, b)] + [0] * 8
+    return [len(sa & sb), len(sa & sb) / len(sa | sb), len(sb - sa), len(a), len(b)] + same[:8]
+
+
+@pytest.mark.slow
+def test_word_overlap_baseline_near_chance(world):
+    train, test = _xnli(world)
+    model = LogisticRegression(max_iter=2000).fit([_overlap(r) for r in train], [r["label"] for r in train])
+    acc = model.score([_overlap(r) for r in test], [r["label"] for r in test])
+    assert abs(acc - 1 / 3) < 0.10, acc

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+from transformers import AutoTokenizer
+
+from stilts_mlflow.cli import main
+from stilts_mlflow.tasks.synthetic import SyntheticTasks
+from stilts_mlflow.tokenizer import train_tokenizer
+from stilts_mlflow.world import XNLI_LANGUAGES
+
+
+def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, tmp_path):
+    tasks = SyntheticTasks(world)
+    texts = [r["text"] for lang in XNLI_LANGUAGES for r in tasks.generate("mlm", "train", lang, 60)]
+    train_tokenizer(texts, 1200, tmp_path / "tok", alphabet=world.alphabet())
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert type(tok).__name__ == "XLMRobertaTokenizer"
+    assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
+    assert tok.mask_token_id == len(tok) - 1
+    for lang in XNLI_LANGUAGES:
+        rec = tasks.generate("xnli", "dev", lang, 3)[0]
+        ids = tok(rec["text_a"], rec["text_b"])["input_ids"]
+        assert ids[0] == 0 and ids[-1] == 2 and tok.unk_token_id not in ids, lang
+
+
+def test_cli_describe_json_and_table():
+    runner = CliRunner()
+    result = runner.invoke(main, ["data", "describe", "--preset", "smoke", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["tasks"]["xnli"]["splits"]["dev"]["size"]["sw"] == 24
+    assert info["tasks"]["squad"]["kind"] == "span_qa" and info["tasks"]["ccg"]["kind"] == "tagging"
+    table = runner.invoke(main, ["data", "describe", "--preset", "smoke"])
+    assert table.exit_code == 0 and "commonsenseqa" in table.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data", "describe", "--preset", "huge"], "Invalid value for '--preset'"),
+    (["data", "describe", "--source", "local"], "data source 'local' needs a data directory"),
+])
+def test_cli_bad_input_is_one_clear_line(args, message):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_export_twice_identical(tmp_path):
+    runner = CliRunner()
+    for name in ("a", "b"):
+        assert runner.invoke(main, ["data", "export", "--preset", "smoke", "--out", str(tmp_path / name)]).exit_code == 0
+    for f in (tmp_path / "a").rglob("*.jsonl"):
+        assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()

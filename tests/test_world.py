@@ -1,0 +1,85 @@
+import re
+import unicodedata
+
+from stilts_mlflow.tasks.synthetic import SyntheticTasks
+from stilts_mlflow.world import NAMES, NP, Event, Isa, World, XNLI_LANGUAGES
+
+SCRIPT = {"en": "LATIN", "fr": "LATIN", "es": "LATIN", "de": "LATIN", "tr": "LATIN", "vi": "LATIN", "sw": "LATIN",
+          "el": "GREEK", "bg": "CYRILLIC", "ru": "CYRILLIC", "ar": "ARABIC", "ur": "ARABIC", "th": "THAI",
+          "zh": "CJK", "hi": "DEVANAGARI"}
+
+
+def _scripts(text: str) -> set[str]:
+    names = set()
+    for ch in text:
+        if ch.isalpha():
+            names.add(unicodedata.name(ch).split()[0])
+    return names
+
+
+def test_same_seed_same_world_other_seed_other_words():
+    a, b, c = World(3), World(3), World(4)
+    e = Event("Maria", "v:buy", NP("n:dog", "a:big"))
+    for lang in XNLI_LANGUAGES:
+        assert a.sentence(e, lang) == b.sentence(e, lang)
+    assert any(a.sentence(e, lang) != c.sentence(e, lang) for lang in XNLI_LANGUAGES if lang != "en")
+
+
+def test_each_language_writes_its_own_script_and_shares_names(world):
+    e = Event("Maria", "v:buy", NP("n:dog", "a:big"))
+    for lang in XNLI_LANGUAGES:
+        text = world.sentence(e, lang)
+        assert "Maria" in text, lang
+        content = _scripts(text.replace("Maria", ""))
+        assert SCRIPT[lang] in content, (lang, text, content)
+        assert content <= {SCRIPT[lang], "LATIN"} if SCRIPT[lang] == "LATIN" else content == {SCRIPT[lang]}, (lang, text)
+
+
+def test_word_orders_differ(world):
+    """Turkish, Hindi and Urdu are verb-final, Arabic verb-initial, French puts adjectives after nouns."""
+    e = Event("Maria", "v:buy", NP("n:dog", "a:big", definite=True))
+    words = {lang: world.realizers[lang].words(e) for lang in XNLI_LANGUAGES}
+    roles = {lang: [r for _, r in w] for lang, w in words.items()}
+    for lang in ("tr", "hi", "ur"):
+        assert roles[lang][-1] == "V", lang
+    assert roles["ar"][0] == "V"
+    assert roles["en"].index("ADJ") < roles["en"].index("N")
+    assert roles["fr"].index("ADJ") > roles["fr"].index("N")
+
+
+def test_cognates_share_subwords_only_in_close_languages(world):
+    """Romance/Germanic forms often contain the English stem; far languages never do."""
+    lex = world.lexicon
+    nouns = [s.sid for s in lex.of_pos("noun")]
+    share = {lang: sum(lex.english[n][:3] in world.realizers[lang].v[n].lower() for n in nouns) / len(nouns)
+             for lang in ("fr", "es", "de", "tr", "sw", "vi")}
+    assert min(share["fr"], share["es"], share["de"]) > 0.3, share
+    assert max(share["tr"], share["sw"], share["vi"]) < 0.1, share
+
+
+def test_slavic_and_hindustani_share_stems(world):
+    lex = world.lexicon
+    nouns = [s.sid for s in lex.of_pos("noun")]
+    bg, ru = world.realizers["bg"].v, world.realizers["ru"].v
+    assert sum(bg[n][:2] == ru[n][:2] for n in nouns) / len(nouns) > 0.6
+    hi, ur = world.realizers["hi"].v, world.realizers["ur"].v
+    assert len({hi[n] for n in nouns}) == len(nouns) and len({ur[n] for n in nouns}) == len(nouns)
+
+
+def test_forms_unique_within_each_language(world):
+    for lang, r in world.realizers.items():
+        content = [k for k in r.v.forms if k.split(":")[0] in ("n", "c", "a", "v", "p", "s")]
+        forms = [r.v[k] for k in content]
+        assert len(set(forms)) == len(forms), lang
+        assert not {f.lower() for f in forms} & {n.lower() for n in NAMES}
+
+
+def test_corpus_has_no_parallel_sentences(world):
+    tasks = SyntheticTasks(world)
+    docs = {lang: tasks.generate("mlm", "train", lang, 50) for lang in ("en", "fr", "ru")}
+    name_seq = {lang: [re.findall("|".join(NAMES), d["text"]) for d in docs[lang]] for lang in docs}
+    assert name_seq["en"] != name_seq["fr"] and name_seq["en"] != name_seq["ru"]
+
+
+def test_isa_sentence_english(world):
+    assert world.sentence(Isa("n:dog", "c:animal")) == "a dog is a kind of animal ."
