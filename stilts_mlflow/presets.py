@@ -76,6 +76,19 @@ _TINY = Preset(
     target=TrainConfig(learning_rate=5e-4, batch_size=32, steps=600, eval_every=150, checkpoint_every=150),
 )
 
+_XLMR_BASE = Preset(
+    name="xlmr-base", description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
+    data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-base", task_train=0, task_eval=0,
+                    xnli_train=0, xnli_dev=0, xnli_test=0),
+    model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-base", hidden_size=768,
+                      num_layers=12, num_heads=12, intermediate_size=3072, max_length=256),
+    pretrain=None,
+    intermediate=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=3,
+                             eval_every=1000, patience=30, checkpoint_every=1000),
+    target=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=2, eval_every=1000,
+                       patience=30, checkpoint_every=1000),
+)
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     replace(
         _TINY, name="smoke", description="tests: whole pipeline in well under a minute",
@@ -87,29 +100,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
         target=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6),
     ),
     _TINY,
-    Preset(
-        name="xlmr-base", description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
-        data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-base", task_train=0, task_eval=0,
-                        xnli_train=0, xnli_dev=0, xnli_test=0),
-        model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-base", hidden_size=768,
-                          num_layers=12, num_heads=12, intermediate_size=3072, max_length=256),
-        pretrain=None,
-        intermediate=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=3,
-                                 eval_every=1000, patience=30, checkpoint_every=1000),
-        target=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=2, eval_every=1000,
-                           patience=30, checkpoint_every=1000),
-    ),
-    Preset(
-        name="xlmr-large", description="the paper's recipe: XLM-R large, real datasets",
-        data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-large", task_train=0, task_eval=0,
-                        xnli_train=0, xnli_dev=0, xnli_test=0),
-        model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-large", hidden_size=1024,
-                          num_layers=24, num_heads=16, intermediate_size=4096, max_length=256),
-        pretrain=None,
-        intermediate=TrainConfig(learning_rate=1e-5, batch_size=4, grad_accum=1, steps=0, epochs=3,
-                                 eval_every=1000, patience=30, checkpoint_every=1000),
-        target=TrainConfig(learning_rate=1e-5, batch_size=4, grad_accum=8, steps=0, epochs=2, eval_every=1000,
-                           patience=30, checkpoint_every=1000),
+    _XLMR_BASE,
+    replace(
+        _XLMR_BASE, name="xlmr-large", description="the paper's recipe: XLM-R large, real datasets",
+        data=replace(_XLMR_BASE.data, tokenizer="FacebookAI/xlm-roberta-large"),
+        model=replace(_XLMR_BASE.model, pretrained="FacebookAI/xlm-roberta-large", hidden_size=1024, num_layers=24,
+                      num_heads=16, intermediate_size=4096),
+        intermediate=replace(_XLMR_BASE.intermediate, batch_size=4, grad_accum=1),
+        target=replace(_XLMR_BASE.target, batch_size=4, grad_accum=8),
     ),
 )}
 
