@@ -94,19 +94,15 @@ def test_hub_loader_calls_load_dataset_with_real_names(monkeypatch, mirror):
                                      "allenai/cosmos_qa", "tau/commonsense_qa"}
 
 
-def test_unlabeled_hub_rows_are_skipped_and_reported(mirror, caplog):
-    loader = HubLoader(replace(_hub_cfg(mirror)))
+def test_unlabeled_hub_rows_are_skipped_and_reported(mirror, caplog, monkeypatch):
     from stilts_mlflow.tasks.spec import HubSource
-    recs = loader._dataset("nyu-mll/glue", "mnli", "test_matched")
-    assert recs[0]["label"] == -1
-    spec = TASKS["mnli"]
-    monkey = replace(spec, hub=HubSource("nyu-mll/glue", "mnli", {"test": "test_matched"}))
-    TASKS["mnli"] = monkey
-    try:
-        assert loader.load("mnli", "test") == []
-        assert "skipped 1 unlabeled rows" in caplog.text
-    finally:
-        TASKS["mnli"] = spec
+
+    loader = HubLoader(_hub_cfg(mirror))
+    assert loader._dataset("nyu-mll/glue", "mnli", "test_matched")[0]["label"] == -1
+    monkeypatch.setitem(TASKS, "mnli", replace(TASKS["mnli"], hub=HubSource("nyu-mll/glue", "mnli",
+                                                                             {"test": "test_matched"})))
+    assert loader.load("mnli", "test") == []
+    assert "skipped 1 unlabeled rows" in caplog.text
 
 
 def test_ccg_reads_ccgbank_tsv_and_explains_when_missing(tmp_path, mirror):

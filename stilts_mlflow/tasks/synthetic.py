@@ -17,12 +17,8 @@ from stilts_mlflow.tasks.records import Record
 from stilts_mlflow.tasks.spec import NLI_LABELS
 from stilts_mlflow.world import NAMES, NP, Event, Isa, Prop, World
 from stilts_mlflow.world.corpus import CorpusGenerator, consequence, scripts
-from stilts_mlflow.world.grammar import Word
+from stilts_mlflow.world.grammar import Word, english_base
 from stilts_mlflow.world.nli import NLIGenerator, join_label
-
-
-def _en_base(lemma: str) -> str:
-    return "own" if lemma == "f:owns" else lemma.split(":", 1)[1]
 
 
 class SyntheticTasks:
@@ -68,7 +64,7 @@ class SyntheticTasks:
     # --- paraphrase ---------------------------------------------------------------------------
     def _question(self, e: Event) -> str:
         np_words = " ".join(w for w, _ in self.en.np(e.obj, obj=True))
-        return f"does {e.subj} {_en_base(e.verb)} {np_words} ?"
+        return f"does {e.subj} {english_base(e.verb)} {np_words} ?"
 
     def qqp(self, rng, n, lang):
         groups: dict[tuple, dict[str, list]] = defaultdict(lambda: {"duplicate": [], "not_duplicate": []})
@@ -110,7 +106,7 @@ class SyntheticTasks:
         offset = len(" ".join(sentences[:i])) + (1 if i else 0)
         np_text = " ".join(w for w, _ in self.en.np(e.obj, obj=True))
         if rng.random() < 0.5:
-            question = f"what does {e.subj} {_en_base(verb)} ?"
+            question = f"what does {e.subj} {english_base(verb)} ?"
             answer, start = np_text, offset + sentences[i].index(np_text, len(e.subj))
         else:
             question = f"who {self.en.v[verb]} {np_text} ?"

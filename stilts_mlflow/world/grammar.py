@@ -54,6 +54,11 @@ class Isa:
 Clause = Event | Prop | Isa
 
 _EN_BASE = {"f:owns": "own"}
+
+
+def english_base(verb: str) -> str:
+    """English base form of a verb lemma id (v:buy -> buy, f:owns -> own), for do-support."""
+    return _EN_BASE.get(verb, verb.split(":", 1)[1])
 _BACK = set("aıou")
 _ROUNDED = set("oöuü")
 
@@ -144,8 +149,7 @@ class Realizer:
         if not neg:
             return [(form, "V")], []
         if spec.neg == "en":
-            base = _EN_BASE.get(verb, verb.split(":", 1)[1])
-            return [(v["f:does"], "AUX"), (v["f:not"], "NEG"), (base, "V")], []
+            return [(v["f:does"], "AUX"), (v["f:not"], "NEG"), (english_base(verb), "V")], []
         if spec.neg == "circum":
             return [(v["f:not"], "NEG"), (form, "V"), (v["f:no"], "NEG")], []
         if spec.neg == "final":
