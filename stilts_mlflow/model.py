@@ -71,6 +71,14 @@ class TaggingHead(nn.Module):
         return self.classifier(self.dropout(hidden))
 
 
+def copy_encoder(src: XLMRobertaModel, dst: XLMRobertaModel) -> None:
+    """Copy encoder weights; only the pooler (which we never use) may be absent on either side."""
+    missing, unexpected = dst.load_state_dict(src.state_dict(), strict=False)
+    bad = [k for k in list(missing) + list(unexpected) if not k.startswith("pooler")]
+    if bad:
+        raise ValueError(f"encoder weights do not match: missing {missing}, unexpected {unexpected}")
+
+
 def _with_labels(config: XLMRobertaConfig, n: int) -> XLMRobertaConfig:
     new = XLMRobertaConfig.from_dict(config.to_dict())
     new.num_labels = n
@@ -134,15 +142,13 @@ class MultiTaskModel(nn.Module):
     # --- conversions to and from transformers' own classes -----------------------------------
     def load_encoder_from(self, pretrained: XLMRobertaForMaskedLM) -> None:
         """Take the encoder (and the MLM head, if we have one) from an XLMRobertaForMaskedLM."""
-        missing, unexpected = self.roberta.load_state_dict(pretrained.roberta.state_dict(), strict=False)
-        if unexpected or [k for k in missing if not k.startswith("pooler")]:
-            raise ValueError(f"encoder weights do not match: missing {missing}, unexpected {unexpected}")
+        copy_encoder(pretrained.roberta, self.roberta)
         if "mlm" in self.heads:
             self.heads["mlm"].load_state_dict(pretrained.lm_head.state_dict())
 
     def to_masked_lm(self) -> XLMRobertaForMaskedLM:
         out = XLMRobertaForMaskedLM(self.config)
-        out.roberta.load_state_dict(self.roberta.state_dict(), strict=False)
+        copy_encoder(self.roberta, out.roberta)
         if "mlm" in self.heads:
             out.lm_head.load_state_dict(self.heads["mlm"].state_dict())
         out.tie_weights()
@@ -155,8 +161,7 @@ class MultiTaskModel(nn.Module):
         cfg.id2label = dict(enumerate(labels))
         cfg.label2id = {lab: i for i, lab in enumerate(labels)}
         out = XLMRobertaForSequenceClassification(cfg)
-        missing, unexpected = out.roberta.load_state_dict(self.roberta.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("pooler") for k in missing), (missing, unexpected)
+        copy_encoder(self.roberta, out.roberta)
         out.classifier.load_state_dict(self.heads[head].state_dict())
         return out
 
