@@ -119,3 +119,148 @@ def data_tokenizer(preset: str, out: str):
     loader = LocalLoader(materialize(cfg))
     texts = [r["text"] for lang in XNLI_LANGUAGES for r in loader.load("mlm", "train", lang)]
     train_tokenizer(texts, cfg.vocab_size, out, alphabet=World(cfg.world_seed).alphabet())
+
+
+# --- training phases --------------------------------------------------------------------------------
+def _phase_options(f):
+    opts = [
+        _preset, _source, _data_dir, _mirror,
+        click.option("--tasks", default="", show_default=True,
+                     help="Comma-separated English intermediate tasks (anli, mnli, qqp, squad, squad_v2, hellaswag, "
+                          "ccg, cosmosqa, commonsenseqa); empty or 'none' for no intermediate phase."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Seed of the intermediate and target phases."),
+        click.option("--pretrain-seed", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Seed of MLM pretraining (shared by all pipelines of a study)."),
+        click.option("--pretrain", "pretrain_mode", type=click.Choice(["auto", "skip"]), default="auto",
+                     show_default=True, help="skip: start from a randomly initialised encoder (the ablation)."),
+        click.option("--sampler", type=click.Choice(["proportional", "temperature", "capped"]),
+                     default="proportional", show_default=True, help="Multi-task sampling of intermediate tasks."),
+        click.option("--temperature", type=float, default=2.0, show_default=True,
+                     help="Temperature T of the temperature sampler (p ~ n^(1/T))."),
+        click.option("--cap", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Examples per task counted by the capped sampler."),
+        click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
+                     help="fixed: the same intermediate steps for any number of tasks; per-task: steps x tasks."),
+        click.option("--select", type=click.Choice(["en", "avg"]), default="en", show_default=True,
+                     help="Target checkpoint selection: English dev (zero-shot) or dev average over 15 languages."),
+        click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True,
+                     help="accelerate mixed precision (GPU)."),
+        click.option("--pretrained", default=None, help="xlmr presets: a local XLM-R directory (save_pretrained, "
+                     "with its tokenizer) instead of the hub name."),
+        click.option("--no-progress", is_flag=True, help="No progress bars."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _options(kw: dict):
+    from stilts_mlflow.phases import Options
+    from stilts_mlflow.tasks import parse_tasks
+
+    return Options(preset=kw["preset"], tasks=parse_tasks(kw["tasks"]), seed=kw["seed"],
+                   pretrain_seed=kw["pretrain_seed"], sampler=kw["sampler"], temperature=kw["temperature"],
+                   cap=kw["cap"], budget=kw["budget"], select=kw["select"], pretrain=kw["pretrain_mode"],
+                   mixed_precision=kw["mixed_precision"], progress=not kw["no_progress"], source=kw["source"],
+                   data_dir=kw["data_dir"], hub_mirror=kw["hub_mirror"], pretrained=kw["pretrained"])
+
+
+def _command_run(name: str, opts):
+    """The run of this command: the one `mlflow run` made (MLFLOW_RUN_ID), or a new top-level run."""
+    import mlflow
+
+    from stilts_mlflow import tracking
+
+    tracking.setup()
+    run = mlflow.start_run(run_name=name)
+    mlflow.set_tags({"stilts.phase": name, "stilts.preset": opts.preset, "stilts.seed": str(opts.seed),
+                     "stilts.subset": "-".join(sorted(opts.tasks)) or "none", "stilts.k": str(len(opts.tasks))})
+    return run
+
+
+@main.command()
+@_phase_options
+def pretrain(**kw):
+    """Phase 1: MLM pretraining of the tiny XLM-R on the synthetic corpus (offline presets only)."""
+    from stilts_mlflow.phases import Context, run_pretrain
+
+    opts = _options(kw)
+    with _command_run("pretrain", opts):
+        out = run_pretrain(opts, Context(opts.resolve()))
+    log.info("pretrained encoder: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
+
+
+@main.command()
+@_phase_options
+def intermediate(**kw):
+    """Phase 2: multi-task training on English intermediate tasks (--tasks), after phase 1 (cached)."""
+    from stilts_mlflow.phases import Context, initial_encoder, run_intermediate
+
+    opts = _options(kw)
+    if not opts.tasks:
+        raise ValueError("--tasks is required for the intermediate phase (e.g. --tasks mnli,squad)")
+    with _command_run("intermediate", opts):
+        ctx = Context(opts.resolve())
+        out = run_intermediate(opts, ctx, *initial_encoder(opts, ctx))
+    log.info("intermediate model: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
+
+
+@main.command()
+@_phase_options
+def target(**kw):
+    """Phase 3: English NLI fine-tune (XNLI-en train), after phases 1-2 (cached)."""
+    from stilts_mlflow.phases import Context, initial_encoder, run_intermediate, run_target
+
+    opts = _options(kw)
+    with _command_run("target", opts):
+        ctx = Context(opts.resolve())
+        init, key = initial_encoder(opts, ctx)
+        if opts.tasks:
+            mid = run_intermediate(opts, ctx, init, key)
+            init, key = str(mid.path), mid.key
+        out = run_target(opts, ctx, init, key)
+    log.info("target model (XLMRobertaForSequenceClassification): %s (run %s)", out.path, out.run_id)
+
+
+@main.command()
+@_phase_options
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="An XLMRobertaForSequenceClassification directory to evaluate; default: the pipeline's target "
+                   "model for these options (trained or reused).")
+def evaluate(model_dir: str | None, **kw):
+    """Zero-shot XNLI test accuracy in 15 languages, confusion matrices, table and figure."""
+    from stilts_mlflow.phases import Context, run_evaluate, run_pipeline
+    from stilts_mlflow.tracking import make_key
+
+    opts = _options(kw)
+    with _command_run("evaluate", opts):
+        if model_dir:
+            out = run_evaluate(opts, Context(opts.resolve()), model_dir, make_key(model_dir=str(Path(model_dir).resolve())))
+        else:
+            out = run_pipeline(opts)["evaluate"]
+    _print_metrics(out.metrics)
+
+
+@main.command()
+@_phase_options
+def pipeline(**kw):
+    """pretrain -> intermediate -> target -> evaluate, each a nested MLflow run, finished phases reused."""
+    import mlflow
+
+    from stilts_mlflow.phases import run_pipeline
+    from stilts_mlflow.tracking import log_metrics
+
+    opts = _options(kw)
+    with _command_run("pipeline", opts):
+        result = run_pipeline(opts)
+        log_metrics(result["metrics"])
+        mlflow.set_tag("stilts.target_run", result["target"].run_id)
+    _print_metrics(result["evaluate"].metrics)
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    accs = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("test/accuracy.")}
+    click.echo("zero-shot XNLI test accuracy: " + "  ".join(f"{k} {v:.3f}" for k, v in accs.items()))
+    if "test/en_gap" in metrics:
+        click.echo(f"English - non-English gap: {metrics['test/en_gap']:.3f}")

@@ -125,6 +125,10 @@ class MultiTaskModel(nn.Module):
         if kind == "multiple_choice":
             input_ids, attention_mask = input_ids.reshape(-1, shape[-1]), attention_mask.reshape(-1, shape[-1])
         hidden = self.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if kind == "mlm" and labels is not None:  # score masked positions only (~7x less work)
+            keep = labels != -100
+            logits = self.heads[head](hidden[keep])
+            return F.cross_entropy(logits, labels[keep]), logits
         logits = self.heads[head](hidden)
         if kind == "multiple_choice":
             logits = logits.view(shape[0], shape[1])
@@ -133,7 +137,7 @@ class MultiTaskModel(nn.Module):
         if kind == "span_qa":
             start, end = logits[..., 0], logits[..., 1]
             loss = (F.cross_entropy(start, extra["start_positions"]) + F.cross_entropy(end, extra["end_positions"])) / 2
-        elif kind in ("tagging", "mlm"):
+        elif kind == "tagging":
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         else:
             loss = F.cross_entropy(logits, labels)
@@ -164,6 +168,15 @@ class MultiTaskModel(nn.Module):
         copy_encoder(self.roberta, out.roberta)
         out.classifier.load_state_dict(self.heads[head].state_dict())
         return out
+
+    @classmethod
+    def from_sequence_classification(cls, path: str | Path, head: str = "nli") -> MultiTaskModel:
+        """Read an XLMRobertaForSequenceClassification directory back (what evaluate and export use)."""
+        clf = XLMRobertaForSequenceClassification.from_pretrained(str(path))
+        model = cls(clf.config, [HeadSpec(head, "classification", clf.config.num_labels)])
+        copy_encoder(clf.roberta, model.roberta)
+        model.heads[head].load_state_dict(clf.classifier.state_dict())
+        return model
 
     def save_sequence_classification(self, out_dir: str | Path, tokenizer, head: str = "nli") -> Path:
         model = self.to_sequence_classification(head)

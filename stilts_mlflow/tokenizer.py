@@ -1,52 +1,53 @@
-"""XLM-R-style tokenizer: a SentencePiece unigram model trained with `tokenizers` on the corpus.
+"""XLM-R-style tokenizer: a SentencePiece unigram model trained on the corpus, as XLM-R's was.
 
-Saved with `save_pretrained` as an XLMRobertaTokenizer directory, so `AutoTokenizer.from_pretrained`
-loads it exactly as it loads the real XLM-R tokenizer (which real presets use through the same call).
+Trained with the `sentencepiece` library (Kudo & Richardson 2018), then saved with
+`save_pretrained` as an XLMRobertaTokenizer directory (pieces and their scores, XLM-R's special ids),
+so `AutoTokenizer.from_pretrained` loads it exactly as it loads the real XLM-R tokenizer, which real
+presets use through the same call.
+
+`vocab_size` is an upper bound: a small synthetic world has fewer useful pieces than that, and
+SentencePiece then stops where its unigram model stops improving (`hard_vocab_limit=False`).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 log = logging.getLogger(__name__)
 
 # XLM-R's special tokens, in its id order (<s>=0, <pad>=1, </s>=2, <unk>=3; <mask> last).
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 MASK = "<mask>"
+TOKENIZER_VERSION = "sp1"  # part of the tokenizer cache key: bump when training changes
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path, alphabet: list[str] | None = None) -> Path:
-    """Train on `texts`; every character of `alphabet` gets a piece (SentencePiece's full coverage)."""
+    """Train on `texts`; `alphabet` characters are all kept (SentencePiece's full character coverage)."""
+    import sentencepiece as spm
     from transformers import XLMRobertaTokenizer
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), unk_token="<unk>",
-                                      shrinking_factor=0.75, max_piece_length=8, show_progress=False,
-                                      initial_alphabet=alphabet or [])
-    tok.train_from_iterator(texts, trainer=trainer)
-    pieces = [(p, s) for p, s in tok.get_vocab_with_scores() if p not in SPECIALS] \
-        if hasattr(tok, "get_vocab_with_scores") else _pieces(tok)
+    texts = list(texts)
+    if alphabet:
+        texts.append(" ".join(alphabet))  # every character seen at least once
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size, hard_vocab_limit=False,
+        model_type="unigram", character_coverage=1.0, max_sentencepiece_length=16, split_digits=True,
+        unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
+        minloglevel=2, seed_sentencepiece_size=200_000,
+        normalization_rule_name="identity")  # the saved XLMRobertaTokenizer applies no normalizer either
+    sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())
+              if not (sp.is_unknown(i) or sp.is_control(i))]
     vocab = [(s, 0.0) for s in SPECIALS] + pieces + [(MASK, 0.0)]
     hf = XLMRobertaTokenizer(vocab=vocab, add_prefix_space=True)
-    hf.backend_tokenizer.normalizer = normalizers.NFKC()
     out = Path(out_dir)
     hf.save_pretrained(str(out))
     log.info("tokenizer: %d pieces -> %s", len(vocab), out)
     return out
-
-
-def _pieces(tok: Tokenizer) -> list[tuple[str, float]]:
-    import json
-
-    model = json.loads(tok.to_str())["model"]
-    return [(p, float(s)) for p, s in model["vocab"] if p not in SPECIALS]
 
 
 def load_tokenizer(name_or_dir: str | Path):

@@ -17,16 +17,26 @@ def test_every_head_kind_trains_on_one_shared_encoder():
     model = _model()
     ids = torch.randint(4, 50, (2, 9))
     mask = torch.ones_like(ids)
+    mlm_labels = torch.full_like(ids, -100)
+    mlm_labels[0, [1, 4, 7]] = ids[0, [1, 4, 7]]
+    mlm_labels[1, [2, 3]] = ids[1, [2, 3]]
     out = {
         "nli": model("nli", ids, mask, labels=torch.tensor([0, 2])),
         "span": model("span", ids, mask, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 4])),
         "mc": model("mc", ids.unsqueeze(1).expand(2, 4, 9), mask.unsqueeze(1).expand(2, 4, 9),
                     labels=torch.tensor([1, 3])),
         "ccg": model("ccg", ids, mask, labels=torch.randint(0, 7, (2, 9))),
-        "mlm": model("mlm", ids, mask, labels=torch.randint(4, 50, (2, 9))),
+        "mlm": model("mlm", ids, mask, labels=mlm_labels),
     }
     shapes = {k: tuple(v[1].shape) for k, v in out.items()}
-    assert shapes == {"nli": (2, 3), "span": (2, 9, 2), "mc": (2, 4), "ccg": (2, 9, 7), "mlm": (2, 9, 50)}
+    assert shapes == {"nli": (2, 3), "span": (2, 9, 2), "mc": (2, 4), "ccg": (2, 9, 7), "mlm": (5, 50)}
+    # the MLM head scores masked positions only; the loss equals full-position scoring
+    model.eval()
+    full = model("mlm", ids, mask)[1]
+    masked = model("mlm", ids, mask, labels=mlm_labels)[0]
+    expected = torch.nn.functional.cross_entropy(full.reshape(-1, 50), mlm_labels.reshape(-1), ignore_index=-100)
+    assert torch.allclose(masked, expected, atol=1e-6)
+    model.train()
     sum(loss for loss, _ in out.values()).backward()
     assert model.roberta.embeddings.word_embeddings.weight.grad.abs().sum() > 0
     assert model.heads["mlm"].decoder.weight is model.roberta.embeddings.word_embeddings.weight

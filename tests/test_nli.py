@@ -68,3 +68,16 @@ def test_word_overlap_baseline_near_chance(world):
     model = LogisticRegression(max_iter=2000).fit([_overlap(r) for r in train], [r["label"] for r in train])
     acc = model.score([_overlap(r) for r in test], [r["label"] for r in test])
     assert abs(acc - 1 / 3) < 0.10, acc
+
+
+def test_nli_family_changes_one_property_word(world):
+    """xnli/mnli/anli: one adjective changes; synonym -> entailment, antonym -> contradiction, else neutral."""
+    pairs = NLIGenerator(world).generate(600, random.Random(2), slots=("adj",))
+    lex = world.lexicon
+    assert Counter(p.label for p in pairs) == {"entailment": 200, "neutral": 200, "contradiction": 200}
+    for p in pairs:
+        prem, hyp = p.premise[0], p.hypothesis
+        assert (prem.verb, prem.obj.noun) == (hyp.verb, hyp.obj.noun) and prem.obj.adj != hyp.obj.adj
+        a, b = lex.sense_of(prem.obj.adj), lex.sense_of(hyp.obj.adj)
+        expected = "entailment" if a == b else "contradiction" if a.antonym == b.sid else "neutral"
+        assert p.label == expected, (prem, hyp)

@@ -1,6 +1,6 @@
 """NLI pairs whose labels follow from word meaning, with shortcut cues balanced across labels.
 
-A premise is an event (NAME VERB a ADJ NOUN). The hypothesis changes one or two slots, each by a
+A premise is an event (NAME VERB a ADJ NOUN). The hypothesis changes one or two of the allowed slots, each by a
 lexical relation: synonym (=), hypernym (⊏, dog → animal), hyponym (⊐), antonym or sibling (|,
 exclusion), or an unrelated word (#). Labels follow natural-logic joins under the caption-style
 convention that both sentences describe one event: any exclusion → contradiction; only = and ⊏ →
@@ -93,8 +93,10 @@ class NLIGenerator:
             return rng.choice([m for m in lex.members(cls) if m != noun]), "|"
         return other, "|"
 
-    def perturb(self, rng: random.Random, e: Event) -> tuple[Event, list[str], tuple[str, ...]]:
-        changed = tuple(sorted(rng.sample(SLOTS, 1 if rng.random() < 0.6 else 2)))
+    def perturb(self, rng: random.Random, e: Event, slots: tuple[str, ...] = SLOTS
+                ) -> tuple[Event, list[str], tuple[str, ...]]:
+        """Change one slot of `slots`, or two (40%) when more than one is allowed."""
+        changed = tuple(sorted(rng.sample(slots, 1 if len(slots) == 1 or rng.random() < 0.6 else 2)))
         relations = []
         verb, adj, noun = e.verb, e.obj.adj, e.obj.noun
         if "verb" in changed:
@@ -109,7 +111,7 @@ class NLIGenerator:
         return replace(e, verb=verb, obj=NP(noun, adj, e.obj.definite)), relations, changed
 
     # --- balanced data sets -------------------------------------------------------------------
-    def candidate(self, rng: random.Random, distractor: bool, place: bool) -> NLIPair:
+    def candidate(self, rng: random.Random, distractor: bool, place: bool, slots: tuple[str, ...] = SLOTS) -> NLIPair:
         first = self.event(rng, place=place)
         premise = (first,)
         about = 0
@@ -118,17 +120,18 @@ class NLIGenerator:
             premise = (first, second)
             about = rng.randrange(2)
         target = premise[about]
-        hyp, relations, changed = self.perturb(rng, target)
+        hyp, relations, changed = self.perturb(rng, target, slots)
         kinds = (target.obj.noun[0], hyp.obj.noun[0])
         return NLIPair(premise, hyp, join_label(relations), (changed, kinds, about))
 
-    def generate(self, n: int, rng: random.Random, distractor: bool = False, place: bool = False) -> list[NLIPair]:
+    def generate(self, n: int, rng: random.Random, distractor: bool = False, place: bool = False,
+                 slots: tuple[str, ...] = SLOTS) -> list[NLIPair]:
         """n pairs (a multiple of 3 is best), labels equally frequent inside every signature group."""
         groups: dict[tuple, dict[str, list[NLIPair]]] = defaultdict(lambda: {lab: [] for lab in NLI_LABELS})
         triples: list[tuple[NLIPair, ...]] = []
         seen: set[tuple] = set()
         while len(triples) * 3 < n:
-            pair = self.candidate(rng, distractor, place)
+            pair = self.candidate(rng, distractor, place, slots)
             key = (pair.premise, pair.hypothesis)
             if key in seen:
                 continue

@@ -1,0 +1,357 @@
+"""The three STILTs phases and the evaluation, each a cached, resumable MLflow run.
+
+pretrain (offline presets: MLM on the synthetic corpus; real presets use XLM-R as is) ->
+intermediate (English tasks, one shared encoder, heads by name) -> target (English NLI fine-tune) ->
+evaluate (zero-shot XNLI test in 15 languages). Each phase's run is tagged with a `stilts.key`
+(its resolved config plus its input's key); a finished run with that key is reused, an unfinished
+one resumes from the checkpoint in `$STILTS_CACHE/runs/<key>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from safetensors.torch import load_model, save_model
+from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+from stilts_mlflow import tracking
+from stilts_mlflow.data import cache_dir, data_key, materialize, unit_path
+from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
+from stilts_mlflow.features import Encoded, encode, tag_set
+from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
+from stilts_mlflow.presets import Preset, get_preset
+from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
+from stilts_mlflow.tasks.loaders import LocalLoader
+from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer, train_tokenizer
+from stilts_mlflow.train import BUDGETS, PhaseConfig, train_phase
+from stilts_mlflow.sampling import SAMPLERS
+
+log = logging.getLogger(__name__)
+HEADS_FILE = "heads.json"
+PRETRAIN_CHOICES = ("auto", "skip")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a user chooses on the command line (the preset supplies everything else)."""
+
+    preset: str = "tiny"
+    tasks: tuple[str, ...] = ()
+    seed: int = 0
+    pretrain_seed: int = 0  # shared by every pipeline of a study
+    sampler: str = "proportional"
+    temperature: float = 2.0
+    cap: int = 0
+    budget: str = "fixed"
+    select: str = "en"
+    pretrain: str = "auto"  # auto | skip (ablation: a randomly initialised encoder)
+    mixed_precision: str = "no"
+    progress: bool = True
+    source: str | None = None  # data overrides (see `stilts data --help`)
+    data_dir: str | None = None
+    hub_mirror: str | None = None
+    pretrained: str | None = None  # a local XLM-R copy (save_pretrained dir with its tokenizer)
+
+    def resolve(self) -> Preset:
+        preset = get_preset(self.preset)
+        if self.pretrained:
+            if preset.model.init != "pretrained":
+                raise ValueError(f"--pretrained applies to the xlmr presets; {preset.name} pretrains its own encoder")
+            preset = replace(preset, model=replace(preset.model, pretrained=self.pretrained),
+                             data=replace(preset.data, tokenizer=self.pretrained))
+        data = preset.data
+        for name, value in (("source", self.source), ("local_dir", self.data_dir), ("hub_mirror", self.hub_mirror)):
+            if value:
+                data = replace(data, **{name: value})
+        return replace(preset, data=data)
+
+    def __post_init__(self):
+        get_preset(self.preset)
+        parse_tasks(",".join(self.tasks))
+        checks = {"sampler": (self.sampler, SAMPLERS), "budget": (self.budget, BUDGETS),
+                  "select": (self.select, ("en", "avg")), "pretrain": (self.pretrain, PRETRAIN_CHOICES),
+                  "mixed_precision": (self.mixed_precision, ("no", "fp16", "bf16"))}
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.seed < 0 or self.pretrain_seed < 0:
+            raise ValueError(f"seed must be >= 0; got {self.seed}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0; got {self.temperature}")
+        if self.cap < 0:
+            raise ValueError(f"cap must be >= 0; got {self.cap}")
+        if self.sampler == "capped" and self.cap == 0:
+            raise ValueError("sampler=capped needs cap > 0 (examples per task)")
+
+
+class Context:
+    """The preset's data (materialized jsonl), tokenizer and encoded splits, built once per process."""
+
+    def __init__(self, preset: Preset):
+        self.preset = preset
+        cfg = preset.data
+        if cfg.source == "synthetic":  # generated once per data key, then read as local jsonl
+            self.data_dir: Path | None = materialize(cfg)
+            self.loader = LocalLoader(self.data_dir)
+        else:  # hub or local: load only the tasks a phase needs
+            self.data_dir = Path(cfg.local_dir) if cfg.source == "local" else None
+            self.loader = make_loader(cfg)
+        self._encoded: dict[tuple, Encoded] = {}
+
+    @cached_property
+    def tokenizer_dir(self) -> str:
+        cfg = self.preset.data
+        if cfg.tokenizer != "train":
+            return cfg.tokenizer
+        out = cache_dir() / "tokenizers" / f"{data_key(cfg)}-{cfg.vocab_size}-{TOKENIZER_VERSION}"
+        if not (out / "tokenizer_config.json").exists():
+            from stilts_mlflow.world import World
+
+            texts = [r["text"] for lang in task_languages("mlm", "train") for r in self.loader.load("mlm", "train", lang)]
+            train_tokenizer(texts, cfg.vocab_size, out, alphabet=World(cfg.world_seed).alphabet())
+        return str(out)
+
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.tokenizer_dir)
+
+    def encoded(self, task: str, split: str, lang: str = "en", labels: tuple[str, ...] | None = None) -> Encoded:
+        key = (task, split, lang)
+        if key not in self._encoded:
+            spec = get_task(task)
+            records = self.loader.load(task, split, lang)
+            if spec.kind == "tagging" and labels is None:
+                labels = tag_set(self.loader.load(task, "train", "en"))
+            self._encoded[key] = encode(spec, records, self.tokenizer, self.preset.model.max_length, labels)
+        return self._encoded[key]
+
+    def input_files(self, task: str, split: str) -> dict[str, Path]:
+        if self.data_dir is None:
+            return {}
+        files = {f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
+                 for lang in task_languages(task, split)}
+        return {name: path for name, path in files.items() if path.exists()}
+
+
+# --- models on disk ---------------------------------------------------------------------------------
+def head_for(task: str, ctx: Context) -> HeadSpec:
+    spec = get_task(task)
+    n = len(ctx.encoded(task, "train").labels) if spec.kind in ("classification", "tagging") else 0
+    return HeadSpec(spec.head, spec.kind, n)
+
+
+def build_model(init: str | None, heads: list[HeadSpec], ctx: Context) -> MultiTaskModel:
+    """init: None (random encoder), an XLMRobertaForMaskedLM dir or hub name, or a phase output dir."""
+    if init is None:
+        return MultiTaskModel(encoder_config(ctx.preset.model, len(ctx.tokenizer)), heads)
+    path = Path(init)
+    if (path / HEADS_FILE).exists():  # an intermediate-phase output: encoder plus trained heads
+        saved = [HeadSpec(**h) for h in json.loads((path / HEADS_FILE).read_text())]
+        model = MultiTaskModel(XLMRobertaConfig.from_pretrained(str(path)), saved)
+        load_model(model, str(path / "model.safetensors"))
+        for h in heads:
+            model.add_head(h)
+        return model
+    pretrained = XLMRobertaForMaskedLM.from_pretrained(init)
+    if pretrained.config.vocab_size < len(ctx.tokenizer):
+        raise ValueError(f"model {init} has {pretrained.config.vocab_size} embeddings but the tokenizer "
+                         f"{ctx.tokenizer_dir} has {len(ctx.tokenizer)} tokens")
+    model = MultiTaskModel(pretrained.config, heads)
+    model.load_encoder_from(pretrained)
+    return model
+
+
+def save_multitask(model: MultiTaskModel, tokenizer, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(out))
+    save_model(model, str(out / "model.safetensors"))
+    (out / HEADS_FILE).write_text(json.dumps([asdict(s) for s in model.specs.values()], indent=1))
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+# --- cached, resumable phase runs -------------------------------------------------------------------
+@dataclass
+class PhaseOutput:
+    key: str
+    path: Path
+    run_id: str
+    reused: bool
+    metrics: dict[str, float]
+
+
+def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any],
+               body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
+    """Reuse a finished run with this key, else run `body(work_dir)` in a (resumed) run."""
+    work = cache_dir() / "runs" / key
+    out_dir = work / "output"
+    done = tracking.find_run(key)
+    if done is not None:
+        path = out_dir if (out_dir / "DONE").exists() else Path(
+            mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+        log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
+        metrics = json.loads((path / "phase_metrics.json").read_text())
+        return PhaseOutput(key, path, done.info.run_id, True, metrics)
+    with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        metrics = body(work)
+        (out_dir / "phase_metrics.json").write_text(json.dumps(metrics, indent=1))
+        (out_dir / "DONE").write_text(key)
+        mlflow.log_artifacts(str(out_dir), artifact_path="output")
+        return PhaseOutput(key, out_dir, run.info.run_id, False, metrics)
+
+
+def _train(phase: str, opts: Options, tc, ctx: Context, model: MultiTaskModel, train: dict[str, Encoded],
+           dev: dict[str, dict[str, Encoded]], work: Path, seed: int):
+    cfg = PhaseConfig(phase, tc, seed=seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
+                      budget=opts.budget, select=opts.select, mixed_precision=opts.mixed_precision)
+    result = train_phase(
+        cfg, model, train, dev, ctx.tokenizer, work / "train",
+        on_metrics=lambda m, step: tracking.log_metrics({f"dev/{k}" if "/" in k and not k.startswith("train/")
+                                                          else k: v for k, v in m.items()}, step),
+        on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, phase),
+        progress=opts.progress)
+    mlflow.log_metrics({"best_step": result.best_step, "steps": result.steps, "best_score": result.best_score})
+    tracking.log_metrics({f"best/{k}": v for k, v in result.best_metrics.items()})
+    return result
+
+
+def pretrain_key(opts: Options, preset: Preset) -> str:
+    return tracking.make_key(phase="pretrain", data=data_key(preset.data), tokenizer=TOKENIZER_VERSION,
+                             model=asdict(preset.model),
+                             train=asdict(preset.pretrain), seed=opts.pretrain_seed, mp=opts.mixed_precision)
+
+
+def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
+    preset = ctx.preset
+    if preset.pretrain is None:
+        raise ValueError(f"preset {preset.name} starts from {preset.model.pretrained}; it has no pretrain phase")
+    key = pretrain_key(opts, preset)
+
+    def body(work: Path) -> dict[str, float]:
+        tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
+        model = build_model(None, [HeadSpec("mlm", "mlm")], ctx)
+        train = {"mlm": _concat([ctx.encoded("mlm", "train", lang) for lang in task_languages("mlm", "train")])}
+        dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
+        result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
+        out = work / "output"
+        model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
+        ctx.tokenizer.save_pretrained(str(out))
+        return {"mlm_loss": result.best_metrics["mlm/loss"]}
+
+    return _run_phase("pretrain", key, {"preset": preset.name, "seed": opts.pretrain_seed,
+                                        **_flat("train", asdict(preset.pretrain)), **_flat("model", asdict(preset.model))},
+                      {"preset": preset.name, "seed": opts.pretrain_seed}, body)
+
+
+def _concat(parts: list[Encoded]) -> Encoded:
+    return Encoded(parts[0].task, [f for p in parts for f in p.features], parts[0].labels)
+
+
+def _flat(prefix: str, d: dict) -> dict[str, Any]:
+    return {f"{prefix}.{k}": v for k, v in d.items()}
+
+
+def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:
+    """(init for build_model, lineage key): pretrained here, XLM-R from the hub/dir, or random."""
+    preset = ctx.preset
+    if opts.pretrain == "skip":
+        return None, tracking.make_key(random=True, model=asdict(preset.model), data=data_key(preset.data))
+    if preset.pretrain is None:
+        return preset.model.pretrained, tracking.make_key(pretrained=preset.model.pretrained)
+    out = run_pretrain(opts, ctx)
+    return str(out.path), out.key
+
+
+def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
+    tc = ctx.preset.intermediate
+    key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=asdict(tc),
+                            seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
+                            budget=opts.budget, mp=opts.mixed_precision)
+    subset = "-".join(sorted(opts.tasks))
+
+    def body(work: Path) -> dict[str, float]:
+        for t in opts.tasks:
+            tracking.log_inputs(ctx.input_files(t, "train"), "train")
+        model = build_model(init, [head_for(t, ctx) for t in opts.tasks], ctx)
+        train = {t: ctx.encoded(t, "train") for t in opts.tasks}
+        dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
+        result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
+        save_multitask(model, ctx.tokenizer, work / "output")
+        return result.best_metrics
+
+    return _run_phase("intermediate", key, {"tasks": ",".join(opts.tasks), "seed": opts.seed, "sampler": opts.sampler,
+                                            "temperature": opts.temperature, "cap": opts.cap, "budget": opts.budget,
+                                            **_flat("train", asdict(tc))},
+                      {"preset": ctx.preset.name, "subset": subset or "none", "k": len(opts.tasks), "seed": opts.seed},
+                      body)
+
+
+def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
+    tc = ctx.preset.target
+    key = tracking.make_key(phase="target", init=init_key, train=asdict(tc), seed=opts.seed, select=opts.select,
+                            mp=opts.mixed_precision)
+
+    def body(work: Path) -> dict[str, float]:
+        tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
+        tracking.log_inputs(ctx.input_files("xnli", "dev"), "dev")
+        model = build_model(init, [head_for("xnli", ctx)], ctx)
+        train = {"xnli": ctx.encoded("xnli", "train")}
+        dev = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
+        result = _train("target", opts, tc, ctx, model, train, dev, work, opts.seed)
+        model.save_sequence_classification(work / "output", ctx.tokenizer)
+        return result.best_metrics
+
+    return _run_phase("target", key, {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
+                      {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks),
+                       "subset": "-".join(sorted(opts.tasks)) or "none"}, body)
+
+
+def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) -> PhaseOutput:
+    key = tracking.make_key(phase="evaluate", model=model_key, data=data_key(ctx.preset.data))
+
+    def body(work: Path) -> dict[str, float]:
+        tracking.log_inputs(ctx.input_files("xnli", "test"), "test")
+        model = MultiTaskModel.from_sequence_classification(model_dir)
+        sets = {lang: ctx.encoded("xnli", "test", lang) for lang in task_languages("xnli", "test")}
+        metrics, confusion = zero_shot(model, sets, ctx.tokenizer)
+        tracking.log_metrics(metrics)
+        mlflow.log_table(report_table(metrics), "xnli_test_accuracy.json")
+        mlflow.log_dict(confusion, "confusion_matrices.json")
+        fig = report_figure(metrics, confusion, f"zero-shot XNLI test ({ctx.preset.name}"
+                            f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})")
+        mlflow.log_figure(fig, "xnli_test_accuracy.png")
+        out = work / "output"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion": confusion}, indent=1))
+        return metrics
+
+    return _run_phase("evaluate", key, {"model": model_dir}, {"preset": ctx.preset.name, "seed": opts.seed,
+                                                               "k": len(opts.tasks)}, body)
+
+
+def run_pipeline(opts: Options) -> dict[str, Any]:
+    """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
+    ctx = Context(opts.resolve())
+    init, init_key = initial_encoder(opts, ctx)
+    if opts.tasks:
+        mid = run_intermediate(opts, ctx, init, init_key)
+        init, init_key = str(mid.path), mid.key
+    target = run_target(opts, ctx, init, init_key)
+    ev = run_evaluate(opts, ctx, str(target.path), target.key)
+    return {"target": target, "evaluate": ev, "metrics": {**{f"dev/{k}": v for k, v in target.metrics.items()},
+                                                          **ev.metrics}}
+
+
+def options_with(opts: Options, **changes) -> Options:
+    return replace(opts, **changes)

@@ -1,0 +1,124 @@
+"""The thin MLflow layer: store, experiment, runs (nested, resumable), cache lookup, inputs, checkpoints.
+
+- Tracking URI: `MLFLOW_TRACKING_URI` if set, else `sqlite:///mlflow.db` in the working directory
+  (tracking and registry in one file; `mlflow ui` there shows everything).
+- Experiment `stilts-xnli` (or `MLFLOW_EXPERIMENT_NAME` / the one `mlflow run` chose).
+- A phase run is tagged `stilts.phase` and `stilts.key` (hash of its resolved config and its inputs'
+  keys). A FINISHED run with the same key is reused instead of retrained; an unfinished one (killed,
+  failed) is resumed: same run id, training continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import LoggedModelStatus
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "stilts-xnli"
+TAG = "stilts."
+
+
+def setup(experiment: str | None = None) -> str:
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+    if os.environ.get("MLFLOW_EXPERIMENT_ID") and not experiment:
+        return os.environ["MLFLOW_EXPERIMENT_ID"]  # chosen by `mlflow run`
+    return mlflow.set_experiment(name).experiment_id
+
+
+def make_key(**parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def find_run(key: str, status: str | None = "FINISHED"):
+    """Newest run tagged with this key (and status), across the active experiment."""
+    flt = f"tags.`{TAG}key` = '{key}'"
+    if status:
+        flt += f" and attributes.status = '{status}'"
+    exp = mlflow.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT)
+    ids = [exp.experiment_id] if exp else []
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        ids.append(os.environ["MLFLOW_EXPERIMENT_ID"])
+    if not ids:
+        return None
+    runs = mlflow.search_runs(experiment_ids=list(set(ids)), filter_string=flt, order_by=["attributes.start_time DESC"],
+                              max_results=1, output_format="list")
+    return runs[0] if runs else None
+
+
+def find_resumable(key: str):
+    for status in ("RUNNING", "FAILED", "KILLED"):
+        run = find_run(key, status)
+        if run is not None:
+            return run
+    return None
+
+
+@contextmanager
+def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None, key: str | None = None,
+          nested: bool = True) -> Iterator[mlflow.ActiveRun]:
+    """A run for one phase/command; resumes an unfinished run with the same key."""
+    previous = find_resumable(key) if key else None
+    if previous is not None:
+        log.info("resuming run %s (%s)", previous.info.run_id, name)
+        ctx = mlflow.start_run(run_id=previous.info.run_id, nested=nested)
+    else:
+        ctx = mlflow.start_run(run_name=name, nested=nested)
+    with ctx as run:
+        mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {}))
+        if params and previous is None:
+            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        yield run
+
+
+def active_or_env_run() -> mlflow.ActiveRun | None:
+    """The run `mlflow run` created for this entry point (MLFLOW_RUN_ID), if any."""
+    return mlflow.active_run()
+
+
+def log_inputs(files: dict[str, Path], context: str) -> None:
+    """One dataset input per (task, split, lang) file of the materialized data set."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    for name, path in sorted(files.items()):
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else None
+        ds = MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())), name=name, digest=digest)
+        mlflow.log_input(ds, context=context)
+
+
+def log_checkpoint(path: Path, step: int, metrics: dict[str, Any], phase: str) -> str:
+    """A checkpoint as an MLflow LoggedModel with `step` and its dev metrics."""
+    client = MlflowClient()
+    run = mlflow.active_run()
+    model = mlflow.initialize_logged_model(name=f"{phase}-step{step}", source_run_id=run.info.run_id,
+                                           tags={"step": str(step), f"{TAG}phase": phase},
+                                           model_type="stilts-checkpoint")
+    client.log_model_artifacts(model.model_id, str(path))
+    numeric = {k.replace("/", "_").replace(".", "_"): float(v) for k, v in metrics.items()
+               if isinstance(v, (int, float)) and k != "step"}
+    if numeric:
+        mlflow.log_metrics(numeric, step=step, model_id=model.model_id)
+    mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return model.model_id
+
+
+def metric_name(key: str) -> str:
+    """MLflow metric names: keep '/', turn '.' into '_' (xnli/accuracy.fr -> xnli/accuracy_fr)."""
+    return key.replace(".", "_")
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({metric_name(k): float(v) for k, v in metrics.items()}, step=step)

@@ -1,0 +1,203 @@
+"""One training loop for all three phases (MLM pretraining, multi-task intermediate, target fine-tune).
+
+Read it top to bottom, as nanoGPT's: set up -> resume if a checkpoint exists -> for each step pick a
+task, take a length-bucketed batch, accumulate gradients, clip, AdamW step, warmup/decay schedule ->
+evaluate on dev every `eval_every` steps, keep the best weights -> checkpoint every
+`checkpoint_every` steps. accelerate supplies devices, data parallelism and mixed precision, so the
+same code runs on a laptop CPU or N GPUs (`accelerate launch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_model, save_model
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from stilts_mlflow import checkpoint
+from stilts_mlflow.evaluate import evaluate_tasks
+from stilts_mlflow.features import Encoded, collate
+from stilts_mlflow.model import MultiTaskModel
+from stilts_mlflow.presets import TrainConfig
+from stilts_mlflow.sampling import BatchStream, choose_task, task_weights
+
+log = logging.getLogger(__name__)
+
+BUDGETS: tuple[str, ...] = ("fixed", "per-task")
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    phase: str  # pretrain | intermediate | target
+    train: TrainConfig
+    seed: int = 0
+    sampler: str = "proportional"
+    temperature: float = 2.0
+    cap: int = 0
+    budget: str = "fixed"
+    select: str = "en"  # target: "en" (strictly zero-shot) or "avg" (dev average over the languages)
+    mixed_precision: str = "no"  # no | fp16 | bf16
+
+
+@dataclass
+class PhaseResult:
+    steps: int
+    best_step: int
+    best_score: float
+    best_metrics: dict[str, float]
+    history: list[dict[str, Any]]
+
+
+def total_steps(cfg: PhaseConfig, train_sets: dict[str, Encoded]) -> int:
+    tc = cfg.train
+    if cfg.budget not in BUDGETS:
+        raise ValueError(f"unknown budget {cfg.budget!r}; allowed: {', '.join(BUDGETS)}")
+    if tc.epochs > 0:
+        examples = sum(len(e.features) for e in train_sets.values())
+        return max(1, math.ceil(tc.epochs * examples / (tc.batch_size * tc.grad_accum)))
+    return tc.steps * (len(train_sets) if cfg.budget == "per-task" else 1)
+
+
+def selection_score(phase: str, metrics: dict[str, float], select: str) -> float:
+    """Higher is better. pretrain: -dev loss; intermediate: mean task metric; target: en or average."""
+    if phase == "pretrain":
+        return -metrics["mlm/loss"]
+    if phase == "target":
+        return metrics["xnli/accuracy.en"] if select == "en" else metrics["xnli/accuracy.avg"]
+    task_metrics = [v for k, v in metrics.items() if k.count("/") == 1 and "." not in k]
+    return sum(task_metrics) / max(1, len(task_metrics))
+
+
+def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.learning_rate)
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    save_model(model, tmp)
+    os.replace(tmp, path)
+
+
+def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded],
+                dev_sets: dict[str, dict[str, Encoded]], tokenizer, work_dir: Path,
+                on_metrics: Callable[[dict[str, float], int], None] | None = None,
+                on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
+                progress: bool = True) -> PhaseResult:
+    """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
+    tc = cfg.train
+    work_dir = Path(work_dir)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if tc.batch_size % world:
+        raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
+    streams = {t: BatchStream(t, enc.lengths(), tc.batch_size, cfg.seed) for t, enc in train_sets.items()}
+    weights = task_weights({t: len(e.features) for t, e in train_sets.items()}, cfg.sampler, cfg.temperature,
+                           cfg.cap)
+    total = total_steps(cfg, train_sets)
+    optimizer = _optimizer(model, tc)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total), total)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    generator = torch.Generator().manual_seed(cfg.seed)  # MLM masking
+    pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
+    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": 0, "best_metrics": {}, "history": [],
+                             "bad_evals": 0, "streams": {}, "config": asdict(cfg), "total": total}
+    last = checkpoint.find(work_dir / "last")
+    if last is not None:
+        state = checkpoint.load(last, raw, optimizer, scheduler, generator)
+        for t, s in state["streams"].items():
+            streams[t].load(s)
+        total = state["total"]
+        log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
+
+    def evaluate_now(step: int) -> None:
+        metrics = evaluate_tasks(raw, dev_sets, pad, mask, len(tokenizer), batch_size=max(32, tc.batch_size),
+                                 seed=cfg.seed, device=accelerator.device)
+        score = selection_score(cfg.phase, metrics, cfg.select)
+        state["history"].append({"step": step, "score": score, **metrics})
+        if state["best_score"] is None or score > state["best_score"]:
+            state.update(best_score=score, best_step=step, best_metrics=metrics, bad_evals=0)
+            if accelerator.is_main_process:
+                _save_weights(raw, work_dir / "best.safetensors")
+        else:
+            state["bad_evals"] += 1
+        if on_metrics and accelerator.is_main_process:
+            on_metrics({**metrics, "select_score": score}, step)
+        log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
+                                                              if "." not in k or k.endswith(".avg")))
+
+    bar = tqdm(total=total, initial=state["step"], desc=cfg.phase, disable=not progress or not
+               accelerator.is_main_process, mininterval=2)
+    model.train()
+    while state["step"] < total:
+        step = state["step"]
+        for micro in range(tc.grad_accum):
+            task = choose_task(weights, cfg.seed, step * tc.grad_accum + micro)
+            enc = train_sets[task]
+            index = streams[task].next()[rank::world]
+            batch = collate(enc.task.kind, [enc.features[i] for i in index], pad, mask, len(tokenizer),
+                            generator=generator)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            sync = micro == tc.grad_accum - 1
+            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
+                loss, _ = model(enc.task.head, **batch)
+                accelerator.backward(loss / tc.grad_accum)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step = step + 1
+        _fault_injection(cfg.phase, step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
+        if on_metrics and accelerator.is_main_process and (step % 10 == 0 or step == total):
+            on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step)
+        done = step == total
+        if step % tc.eval_every == 0 or done:
+            evaluate_now(step)
+            model.train()
+            if tc.patience and state["bad_evals"] >= tc.patience:
+                log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
+                done = True
+                state["total"] = step
+        if (step % tc.checkpoint_every == 0 or done) and accelerator.is_main_process:
+            state["streams"] = {t: s.state() for t, s in streams.items()}
+            path = checkpoint.save(work_dir / "last", raw, optimizer, scheduler, generator, state)
+            if on_checkpoint:
+                on_checkpoint(path, step, state["history"][-1] if state["history"] else {})
+        if done:
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    if (work_dir / "best.safetensors").exists():
+        load_model(raw, str(work_dir / "best.safetensors"))
+    return PhaseResult(state["step"], state["best_step"], state["best_score"], state["best_metrics"],
+                       state["history"])
+
+
+def _fault_injection(phase: str, step: int) -> None:
+    """Tests set STILTS_FAULT_KILL_AT=<phase>:<step> to SIGKILL this process right after that step."""
+    target = os.environ.get("STILTS_FAULT_KILL_AT")
+    if target and target == f"{phase}:{step}":
+        log.warning("fault injection: SIGKILL at %s step %d", phase, step)
+        os.kill(os.getpid(), signal.SIGKILL)

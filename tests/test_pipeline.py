@@ -1,0 +1,161 @@
+"""End-to-end: the smoke pipeline through the CLI, MLflow runs/tags/inputs/models, cache reuse,
+resume after SIGKILL, the xlmr presets' from_pretrained path, and parameter errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from safetensors.torch import load_file
+
+PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
+
+
+def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update({"STILTS_CACHE": str(cache), **(extra_env or {})})
+    proc = subprocess.run([sys.executable, "-m", "stilts_mlflow", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"stilts {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def runs(cwd: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["stilts-xnli"], output_format="list")
+
+
+def by_phase(all_runs, phase):
+    return [r for r in all_runs if r.data.tags.get("stilts.phase") == phase]
+
+
+def outputs(cache: Path) -> dict[str, dict]:
+    """Every trained phase's output weights, by phase."""
+    out = {}
+    for state in cache.glob("runs/*/train/last/trainer_state.json"):
+        phase = json.loads(state.read_text())["config"]["phase"]
+        out[phase] = {f.name: load_file(str(f)) for f in (state.parents[2] / "output").glob("*.safetensors")}
+    return out
+
+
+@pytest.mark.slow
+def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
+    cache = tmp_path / "cache"
+    first = stilts(PIPELINE, tmp_path, cache)
+    assert "zero-shot XNLI test accuracy: en" in first.stdout
+    all_runs = runs(tmp_path)
+    pipe = by_phase(all_runs, "pipeline")
+    assert len(pipe) == 1
+    phases = {p: by_phase(all_runs, p) for p in ("pretrain", "intermediate", "target", "evaluate")}
+    assert all(len(v) == 1 for v in phases.values()), {p: len(v) for p, v in phases.items()}
+    for p, (run,) in phases.items():
+        assert run.data.tags["mlflow.parentRunId"] == pipe[0].info.run_id, p
+        assert run.info.status == "FINISHED" and run.data.tags["stilts.key"]
+    inter = phases["intermediate"][0]
+    assert inter.data.tags["stilts.subset"] == "ccg-mnli-squad" and inter.data.tags["stilts.k"] == "3"
+    assert {"dev/mnli/accuracy", "dev/squad/f1", "dev/ccg/accuracy", "train/loss"} <= set(inter.data.metrics)
+    ev = phases["evaluate"][0]
+    langs = ["en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur"]
+    assert {f"test/accuracy_{x}" for x in langs + ["avg", "non_en_avg"]} | {"test/en_gap"} <= set(ev.data.metrics)
+    assert pipe[0].data.metrics["test/accuracy_avg"] == ev.data.metrics["test/accuracy_avg"]
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
+    assert {"xnli_test_accuracy.png", "xnli_test_accuracy.json", "confusion_matrices.json"} <= artifacts
+    confusion = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=ev.info.run_id,
+                                                                    artifact_path="confusion_matrices.json")).read_text())
+    assert sorted(confusion) == sorted(langs) and sum(map(sum, confusion["fr"])) == 24
+    # dataset inputs and checkpoints as logged models with their step
+    target = phases["target"][0]
+    inputs = client.get_run(target.info.run_id).inputs.dataset_inputs
+    assert {"xnli-train-en", "xnli-dev-fr"} <= {d.dataset.name for d in inputs}
+    models = mlflow.search_logged_models(experiment_ids=[target.info.experiment_id], output_format="list")
+    steps = sorted(int(m.tags["step"]) for m in models if m.source_run_id == target.info.run_id)
+    assert steps == [6, 12]
+    # the target model is a transformers sequence-classification directory
+    from transformers import AutoModelForSequenceClassification
+
+    out = cache / "runs" / target.data.tags["stilts.key"] / "output"
+    clf = AutoModelForSequenceClassification.from_pretrained(str(out))
+    assert clf.config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}
+
+    second = stilts(PIPELINE, tmp_path, cache)  # everything cached: no phase is retrained
+    assert second.stdout == first.stdout
+    assert "reusing finished run" in second.stderr
+    all_runs = runs(tmp_path)
+    assert len(by_phase(all_runs, "pipeline")) == 2
+    assert all(len(by_phase(all_runs, p)) == 1 for p in phases)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase, step", [("pretrain", 17), ("intermediate", 8), ("target", 9)])
+def test_sigkill_then_rerun_resumes_to_the_same_result(tmp_path, phase, step):
+    args = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad", "--no-progress"]
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    clean.mkdir()
+    broken.mkdir()
+    stilts(args, clean, clean / "cache")
+    killed = stilts(args, broken, broken / "cache", {"STILTS_FAULT_KILL_AT": f"{phase}:{step}"}, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    interrupted = [r for r in by_phase(runs(broken), phase) if r.info.status == "RUNNING"]
+    assert len(interrupted) == 1
+    resumed = stilts(args, broken, broken / "cache")
+    assert "resuming from step" in resumed.stderr
+    assert resumed.stdout == stilts(args, clean, clean / "cache").stdout
+    # same run continued, and bit-identical weights and test metrics
+    again = by_phase(runs(broken), phase)
+    assert len(again) == 1 and again[0].info.run_id == interrupted[0].info.run_id
+    assert again[0].info.status == "FINISHED"
+    a, b = outputs(clean / "cache"), outputs(broken / "cache")
+    assert a.keys() == b.keys() and len(a) == 3
+    for phase_name, files in a.items():
+        for fname, tensors in files.items():
+            assert all((tensors[n] == b[phase_name][fname][n]).all() for n in tensors), (phase_name, fname)
+    (m1,), (m2,) = [list((c / "cache").glob("runs/*/output/metrics.json")) for c in (clean, broken)]
+    assert json.loads(m1.read_text()) == json.loads(m2.read_text())
+
+
+@pytest.mark.slow
+def test_xlmr_preset_goes_through_from_pretrained(tmp_path):
+    """A tiny XLMRobertaForMaskedLM saved with save_pretrained stands in for the hub's XLM-R."""
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    cache = tmp_path / "cache"
+    data = tmp_path / "data"
+    stilts(["data", "export", "--preset", "smoke", "--out", str(data)], tmp_path, cache)
+    tok_dir = tmp_path / "xlmr-fixture"
+    stilts(["data", "tokenizer", "--preset", "smoke", "--out", str(tok_dir)], tmp_path, cache)
+    from stilts_mlflow.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tok_dir)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
+                           eos_token_id=2, type_vocab_size=1)
+    XLMRobertaForMaskedLM(cfg).save_pretrained(str(tok_dir))
+    proc = stilts(["pipeline", "--preset", "xlmr-base", "--source", "local", "--data-dir", str(data),
+                   "--pretrained", str(tok_dir), "--tasks", "mnli", "--no-progress"], tmp_path, cache)
+    assert "zero-shot XNLI test accuracy: en" in proc.stdout
+    all_runs = runs(tmp_path)
+    assert not by_phase(all_runs, "pretrain")  # XLM-R is phase 1 already
+    (inter,) = by_phase(all_runs, "intermediate")
+    (target,) = by_phase(all_runs, "target")
+    # xlmr-base recipe: 3 epochs of 96 mnli examples at batch 8 x 4; 2 epochs of 192 xnli examples
+    assert inter.data.metrics["steps"] == 9 and target.data.metrics["steps"] == 12
+    assert inter.data.params["train.learning_rate"] == "1e-05"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks", "mnli,boolq"], "Error: unknown intermediate task(s) boolq; allowed: anli, mnli, qqp"),
+    (["--preset", "huge"], "Invalid value for '--preset'"),
+    (["--seed", "-1"], "Invalid value for '--seed'"),
+    (["--sampler", "capped"], "Error: sampler=capped needs cap > 0"),
+    (["--temperature", "0"], "Error: temperature must be > 0"),
+])
+def test_bad_parameters_give_one_clear_line(tmp_path, args, message):
+    proc = stilts(["pipeline", *args], tmp_path, tmp_path / "cache", check=False)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
