@@ -210,16 +210,11 @@ def intermediate(**kw):
 @_phase_options
 def target(**kw):
     """Phase 3: English NLI fine-tune (XNLI-en train), after phases 1-2 (cached)."""
-    from stilts_mlflow.phases import Context, initial_encoder, run_intermediate, run_target
+    from stilts_mlflow.phases import Context, run_through_target
 
     opts = _options(kw)
     with _command_run("target", opts):
-        ctx = Context(opts.resolve())
-        init, key = initial_encoder(opts, ctx)
-        if opts.tasks:
-            mid = run_intermediate(opts, ctx, init, key)
-            init, key = str(mid.path), mid.key
-        out = run_target(opts, ctx, init, key)
+        out = run_through_target(opts, Context(opts.resolve()))
     log.info("target model (XLMRobertaForSequenceClassification): %s (run %s)", out.path, out.run_id)
 
 

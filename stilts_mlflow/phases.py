@@ -9,6 +9,7 @@ one resumes from the checkpoint in `$STILTS_CACHE/runs/<key>/`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import shutil
@@ -20,6 +21,7 @@ from typing import Any
 
 import mlflow
 import torch
+from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
@@ -149,8 +151,10 @@ def head_for(task: str, ctx: Context) -> HeadSpec:
     return HeadSpec(spec.head, spec.kind, n)
 
 
-def build_model(init: str | None, heads: list[HeadSpec], ctx: Context) -> MultiTaskModel:
-    """init: None (random encoder), an XLMRobertaForMaskedLM dir or hub name, or a phase output dir."""
+def build_model(init: str | None, heads: list[HeadSpec], ctx: Context, seed: int) -> MultiTaskModel:
+    """init: None (random encoder), an XLMRobertaForMaskedLM dir or hub name, or a phase output dir.
+    New weights (a random encoder, new heads) depend only on `seed`, never on what ran before."""
+    set_seed(seed)
     if init is None:
         return MultiTaskModel(encoder_config(ctx.preset.model, len(ctx.tokenizer)), heads)
     path = Path(init)
@@ -193,6 +197,17 @@ def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any
                body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
     """Reuse a finished run with this key, else run `body(work_dir)` in a (resumed) run."""
     work = cache_dir() / "runs" / key
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / "lock", "w") as lock:
+        # One process per phase key: a concurrent pipeline waits here, then reuses the finished run. The
+        # OS drops the lock when its holder dies (even by SIGKILL), so a RUNNING run found while holding
+        # it is an interrupted one, safe to resume.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_phase_locked(phase, key, work, params, tags, body)
+
+
+def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
+                      body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
     out_dir = work / "output"
     done = tracking.find_run(key)
     if done is not None:
@@ -240,7 +255,7 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
 
     def body(work: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
-        model = build_model(None, [HeadSpec("mlm", "mlm")], ctx)
+        model = build_model(None, [HeadSpec("mlm", "mlm")], ctx, opts.pretrain_seed)
         train = {"mlm": _concat([ctx.encoded("mlm", "train", lang) for lang in task_languages("mlm", "train")])}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
@@ -283,7 +298,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
     def body(work: Path) -> dict[str, float]:
         for t in opts.tasks:
             tracking.log_inputs(ctx.input_files(t, "train"), "train")
-        model = build_model(init, [head_for(t, ctx) for t in opts.tasks], ctx)
+        model = build_model(init, [head_for(t, ctx) for t in opts.tasks], ctx, opts.seed)
         train = {t: ctx.encoded(t, "train") for t in opts.tasks}
         dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
         result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
@@ -305,7 +320,7 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
     def body(work: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
         tracking.log_inputs(ctx.input_files("xnli", "dev"), "dev")
-        model = build_model(init, [head_for("xnli", ctx)], ctx)
+        model = build_model(init, [head_for("xnli", ctx)], ctx, opts.seed)
         train = {"xnli": ctx.encoded("xnli", "train")}
         dev = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
         result = _train("target", opts, tc, ctx, model, train, dev, work, opts.seed)
@@ -340,18 +355,19 @@ def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) ->
                                                                "k": len(opts.tasks)}, body)
 
 
-def run_pipeline(opts: Options) -> dict[str, Any]:
-    """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
-    ctx = Context(opts.resolve())
+def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
+    """pretrain (or XLM-R / random) -> intermediate (if tasks) -> target, each cached."""
     init, init_key = initial_encoder(opts, ctx)
     if opts.tasks:
         mid = run_intermediate(opts, ctx, init, init_key)
         init, init_key = str(mid.path), mid.key
-    target = run_target(opts, ctx, init, init_key)
+    return run_target(opts, ctx, init, init_key)
+
+
+def run_pipeline(opts: Options) -> dict[str, Any]:
+    """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
+    ctx = Context(opts.resolve())
+    target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     return {"target": target, "evaluate": ev, "metrics": {**{f"dev/{k}": v for k, v in target.metrics.items()},
                                                           **ev.metrics}}
-
-
-def options_with(opts: Options, **changes) -> Options:
-    return replace(opts, **changes)

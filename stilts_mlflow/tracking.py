@@ -71,21 +71,31 @@ def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None,
           nested: bool = True) -> Iterator[mlflow.ActiveRun]:
     """A run for one phase/command; resumes an unfinished run with the same key."""
     previous = find_resumable(key) if key else None
+    parent = mlflow.active_run()
     if previous is not None:
         log.info("resuming run %s (%s)", previous.info.run_id, name)
         ctx = mlflow.start_run(run_id=previous.info.run_id, nested=nested)
     else:
         ctx = mlflow.start_run(run_name=name, nested=nested)
     with ctx as run:
+        if previous is not None and parent is not None:
+            _adopt(previous, parent.info.run_id)
         mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {}))
         if params and previous is None:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         yield run
 
 
-def active_or_env_run() -> mlflow.ActiveRun | None:
-    """The run `mlflow run` created for this entry point (MLFLOW_RUN_ID), if any."""
-    return mlflow.active_run()
+def _adopt(run, parent_id: str) -> None:
+    """A resumed phase moves under the parent that resumed it; a parent killed mid-run is marked KILLED."""
+    client = MlflowClient()
+    old = run.data.tags.get("mlflow.parentRunId")
+    if not old or old == parent_id:
+        return
+    client.set_tag(run.info.run_id, "mlflow.parentRunId", parent_id)
+    client.set_tag(run.info.run_id, f"{TAG}resumed_from_parent", old)
+    if client.get_run(old).info.status == "RUNNING":
+        client.set_terminated(old, "KILLED")
 
 
 def log_inputs(files: dict[str, Path], context: str) -> None:

@@ -159,3 +159,24 @@ def test_bad_parameters_give_one_clear_line(tmp_path, args, message):
     proc = stilts(["pipeline", *args], tmp_path, tmp_path / "cache", check=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_mlflow_run_entry_point(tmp_path):
+    """`mlflow run . -e pipeline` runs the CLI inside the run mlflow made, phases nested under it."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(STILTS_CACHE=str(tmp_path / "cache"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    proc = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(repo), "-e", "pipeline",
+                           "-P", "preset=smoke", "-P", "tasks=mnli,squad", "--env-manager", "local",
+                           "--experiment-name", "stilts-xnli"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    all_runs = runs(tmp_path)
+    (pipe,) = by_phase(all_runs, "pipeline")
+    assert pipe.data.tags["mlflow.project.entryPoint"] == "pipeline" and pipe.info.status == "FINISHED"
+    assert pipe.data.params["tasks"] == "mnli,squad"
+    for phase in ("pretrain", "intermediate", "target", "evaluate"):
+        (run,) = by_phase(all_runs, phase)
+        assert run.data.tags["mlflow.parentRunId"] == pipe.info.run_id

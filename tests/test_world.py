@@ -83,3 +83,37 @@ def test_corpus_has_no_parallel_sentences(world):
 
 def test_isa_sentence_english(world):
     assert world.sentence(Isa("n:dog", "c:animal")) == "a dog is a kind of animal ."
+
+
+def test_corpus_restates_properties_by_synonym_or_denied_antonym(world):
+    import random
+
+    from stilts_mlflow.world.corpus import CorpusGenerator
+
+    gen = CorpusGenerator(world)
+    lex = world.lexicon
+    rng = random.Random(0)
+    kinds = set()
+    for adj in [lem for s in lex.of_pos("adj") for lem in s.lemmas]:
+        first, second = gen.restatement(rng, "n:0", adj)
+        assert not second.neg and first.subj == second.subj
+        if first.neg:  # "the N is not <opposite> . the N is <adj> ."
+            assert second.adj == adj and lex.sense_of(first.adj).sid == lex.sense_of(adj).antonym
+            kinds.add("antonym")
+        else:  # "the N is <adj> . the N is <synonym> ."
+            assert first.adj == adj and second.adj != adj and lex.sense_of(second.adj) == lex.sense_of(adj)
+            kinds.add("synonym")
+    assert kinds == {"antonym", "synonym"}
+
+
+def test_property_readings_are_shared_numbers(world):
+    from stilts_mlflow.world.corpus import measures
+
+    m = measures(world)
+    lex = world.lexicon
+    for sense in lex.of_pos("adj"):
+        mine, other = m[sense.sid][2:], m[sense.antonym][2:]
+        assert mine[0] == other[0] and {mine[1], other[1]} == {"1", "9"}  # tens: dimension; units: pole
+    assert len(set(m.values())) == len(m)
+    for lang in XNLI_LANGUAGES:  # written the same in every language
+        assert world.realizers[lang].v["#:31"] == "31"

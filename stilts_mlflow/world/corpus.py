@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from stilts_mlflow.world import NAMES, NP, Clause, Event, Isa, Prop, World
 
 # What an event leads to: whether the subject then owns the object, and how the subject feels.
+MEASURE = 0.8  # share of property sentences followed by the property's reading
+RESTATE = 0.6  # share of property sentences restated by a synonym or a denied antonym
 _OWNERSHIP = {"trade:0": True, "trade:1": False, "keep:0": True, "keep:1": False, "lend:0": True, "lend:1": False}
 
 
@@ -29,6 +31,20 @@ def scripts(world: World) -> dict[str, Script]:
     for sense in world.lexicon.of_pos("verb"):
         key = sense.sid.split(":", 1)[1]
         out[sense.sid] = Script(_OWNERSHIP.get(key), rng.choice(states))
+    return out
+
+
+def measures(world: World) -> dict[str, str]:
+    """A reading for each property, as people note them ("the soup is hot . the soup is 91 ."): the
+    tens digit names the dimension, the units digit the pole (1 or 9). Numbers are the same tokens in
+    every language, so predicting them ties each language's property words to shared anchors."""
+    rng = random.Random(f"measures-{world.seed}")
+    dims = sorted({s.group for s in world.lexicon.of_pos("adj")})
+    tens = rng.sample(range(1, 10), len(dims))
+    out = {}
+    for sense in world.lexicon.of_pos("adj"):
+        pole = 0 if sense.sid < sense.antonym else 1
+        out[sense.sid] = f"#:{tens[dims.index(sense.group)]}{9 if pole else 1}"
     return out
 
 
@@ -49,6 +65,7 @@ class CorpusGenerator:
         self.adjs = lex.of_pos("adj")
         self.places = [s.sid for s in lex.of_pos("place")]
         self.scripts = scripts(world)
+        self.measures = measures(world)
 
     def _noun(self, rng: random.Random, classes: tuple[str, ...]) -> tuple[str, str]:
         lex = self.world.lexicon
@@ -71,13 +88,32 @@ class CorpusGenerator:
                           neg=rng.random() < 0.1, place=rng.choice(self.places) if rng.random() < 0.3 else None)
             clauses.append(event)
             r = rng.random()
-            if not event.neg and r < 0.35:
+            if not event.neg and r < 0.2:
                 clauses.append(consequence(self.world, self.scripts[verb.sid], event, rng))
-            elif r < 0.6:
-                clauses.append(Prop(NP(noun, definite=True), self._adj(rng, cls), neg=rng.random() < 0.1))
-            elif r < 0.75 and noun.startswith("n:"):
+            elif r < 0.75:
+                adj = self._adj(rng, cls)
+                if rng.random() < RESTATE:
+                    clauses.extend(self.restatement(rng, noun, adj))
+                else:
+                    clauses.append(Prop(NP(noun, definite=True), adj, neg=rng.random() < 0.1))
+                if rng.random() < MEASURE and not clauses[-1].neg:
+                    clauses.append(Prop(NP(noun, definite=True), self.measures[self.world.lexicon.sense_of(adj).sid]))
+            elif r < 0.85 and noun.startswith("n:"):
                 clauses.append(Isa(noun, f"c:{cls}"))
         return clauses
+
+    def restatement(self, rng: random.Random, noun: str, adj: str) -> list[Clause]:
+        """How people restate a property: by a synonym ("the cup is clean . the cup is spotless"), or
+        by denying its opposite ("the cup is not dirty . the cup is clean"). The same in every language,
+        these make MLM itself compute word relations in the shared layers."""
+        lex = self.world.lexicon
+        sense = lex.sense_of(adj)
+        subject = NP(noun, definite=True)
+        if rng.random() < 0.5:
+            other = rng.choice([x for x in sense.lemmas if x != adj] or [adj])
+            return [Prop(subject, adj), Prop(subject, other)]
+        opposite = rng.choice(lex.senses[sense.antonym].lemmas)
+        return [Prop(subject, opposite, neg=True), Prop(subject, adj)]
 
     def documents(self, lang: str, n: int, seed: int) -> list[str]:
         rng = random.Random(f"corpus-{self.world.seed}-{seed}-{lang}")

@@ -182,6 +182,8 @@ class Vocabulary:
     gender: dict[str, int]  # noun lemma -> 0/1 (agreement classes where the language has them)
 
     def __getitem__(self, key: str) -> str:
+        if key.startswith("#:"):  # numbers are written alike in every language (shared anchors)
+            return key[2:]
         return self.forms[key]
 
 
