@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -231,7 +232,9 @@ def evaluate(model_dir: str | None, **kw):
     opts = _options(kw)
     with _command_run("evaluate", opts):
         if model_dir:
-            out = run_evaluate(opts, Context(opts.resolve()), model_dir, make_key(model_dir=str(Path(model_dir).resolve())))
+            weights = Path(model_dir) / "model.safetensors"
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else str(Path(model_dir).resolve())
+            out = run_evaluate(opts, Context(opts.resolve()), model_dir, make_key(model_sha256=digest))
         else:
             out = run_pipeline(opts)["evaluate"]
     _print_metrics(out.metrics)

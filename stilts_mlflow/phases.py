@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM

@@ -90,6 +90,10 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     assert len(by_phase(all_runs, "pipeline")) == 2
     assert all(len(by_phase(all_runs, p)) == 1 for p in phases)
 
+    # evaluating the saved target directory on its own gives the pipeline's numbers
+    alone = stilts(["evaluate", "--preset", "smoke", "--model-dir", str(out), "--no-progress"], tmp_path, cache)
+    assert alone.stdout == first.stdout
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase, step", [("pretrain", 17), ("intermediate", 8), ("target", 9)])
