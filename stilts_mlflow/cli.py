@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from stilts_mlflow.presets import PRESETS, DataConfig, get_preset
+from stilts_mlflow.sampling import SAMPLERS
 from stilts_mlflow.tasks import DataError
 
 log = logging.getLogger("stilts")
@@ -109,17 +110,13 @@ def data_export(preset: str, source: str | None, data_dir: str | None, hub_mirro
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the tokenizer.")
 def data_tokenizer(preset: str, out: str):
     """Train the preset's SentencePiece-unigram tokenizer on its MLM corpus (offline presets)."""
-    from stilts_mlflow.data import materialize
-    from stilts_mlflow.tokenizer import train_tokenizer
+    from stilts_mlflow.data import materialize, train_corpus_tokenizer
     from stilts_mlflow.tasks.loaders import LocalLoader
-    from stilts_mlflow.world import XNLI_LANGUAGES, World
 
     cfg = get_preset(preset).data
     if cfg.tokenizer != "train":
         raise ValueError(f"preset {preset} uses the pretrained tokenizer {cfg.tokenizer}; nothing to train")
-    loader = LocalLoader(materialize(cfg))
-    texts = [r["text"] for lang in XNLI_LANGUAGES for r in loader.load("mlm", "train", lang)]
-    train_tokenizer(texts, cfg.vocab_size, out, alphabet=World(cfg.world_seed).alphabet())
+    train_corpus_tokenizer(cfg, LocalLoader(materialize(cfg)), Path(out))
 
 
 # --- training phases --------------------------------------------------------------------------------
@@ -135,7 +132,7 @@ def _phase_options(f):
                      help="Seed of MLM pretraining (shared by all pipelines of a study)."),
         click.option("--pretrain", "pretrain_mode", type=click.Choice(["auto", "skip"]), default="auto",
                      show_default=True, help="skip: start from a randomly initialised encoder (the ablation)."),
-        click.option("--sampler", type=click.Choice(["proportional", "temperature", "capped"]),
+        click.option("--sampler", type=click.Choice(list(SAMPLERS)),
                      default="proportional", show_default=True, help="Multi-task sampling of intermediate tasks."),
         click.option("--temperature", type=float, default=2.0, show_default=True,
                      help="Temperature T of the temperature sampler (p ~ n^(1/T))."),

@@ -107,3 +107,14 @@ def describe(cfg: DataConfig) -> dict[str, Any]:
         for info in entry["splits"].values():
             info["labels"] = dict(sorted(info["labels"].items()))
     return out
+
+
+def train_corpus_tokenizer(cfg: DataConfig, loader, out: Path) -> Path:
+    """The preset's SentencePiece tokenizer, trained on its MLM corpus in every language."""
+    from stilts_mlflow.tokenizer import train_tokenizer
+    from stilts_mlflow.world import World
+
+    if cfg.tokenizer != "train":
+        raise ValueError(f"this preset uses the pretrained tokenizer {cfg.tokenizer}; nothing to train")
+    texts = [r["text"] for lang in task_languages("mlm", "train") for r in loader.load("mlm", "train", lang)]
+    return train_tokenizer(texts, cfg.vocab_size, out, alphabet=World(cfg.world_seed).alphabet())

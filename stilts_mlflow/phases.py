@@ -25,14 +25,14 @@ from safetensors.torch import load_model, save_model
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
 from stilts_mlflow import tracking
-from stilts_mlflow.data import cache_dir, data_key, materialize, unit_path
+from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
 from stilts_mlflow.presets import Preset, get_preset
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
 from stilts_mlflow.tasks.loaders import LocalLoader
-from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer, train_tokenizer
+from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer
 from stilts_mlflow.train import BUDGETS, PhaseConfig, train_phase
 from stilts_mlflow.sampling import SAMPLERS
 
@@ -115,10 +115,7 @@ class Context:
             return cfg.tokenizer
         out = cache_dir() / "tokenizers" / f"{data_key(cfg)}-{cfg.vocab_size}-{TOKENIZER_VERSION}"
         if not (out / "tokenizer_config.json").exists():
-            from stilts_mlflow.world import World
-
-            texts = [r["text"] for lang in task_languages("mlm", "train") for r in self.loader.load("mlm", "train", lang)]
-            train_tokenizer(texts, cfg.vocab_size, out, alphabet=World(cfg.world_seed).alphabet())
+            train_corpus_tokenizer(cfg, self.loader, out)
         return str(out)
 
     @cached_property

@@ -80,9 +80,6 @@ class BatchStream:
     def load(self, state: dict[str, int]) -> None:
         self.epoch, self.pos, self._order = state["epoch"], state["pos"], []
 
-    def batches_per_epoch(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
 
 def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Evaluation order: sorted by length (least padding), in fixed-size batches."""
