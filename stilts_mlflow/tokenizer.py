@@ -1,12 +1,17 @@
-"""XLM-R-style tokenizer: a SentencePiece unigram model trained on the corpus, as XLM-R's was.
+"""XLM-R-style tokenizer: SentencePiece pieces with unigram scores, trained on the corpus.
 
-Trained with the `sentencepiece` library (Kudo & Richardson 2018), then saved with
-`save_pretrained` as an XLMRobertaTokenizer directory (pieces and their scores, XLM-R's special ids),
-so `AutoTokenizer.from_pretrained` loads it exactly as it loads the real XLM-R tokenizer, which real
-presets use through the same call.
+The pieces are learned with the `sentencepiece` library (Kudo & Richardson 2018) and saved with
+`save_pretrained` as an XLMRobertaTokenizer directory (pieces and their unigram log-probabilities,
+XLM-R's special ids), so `AutoTokenizer.from_pretrained` loads it exactly as it loads the real XLM-R
+tokenizer, which real presets use through the same call.
 
-`vocab_size` is an upper bound: a small synthetic world has fewer useful pieces than that, and
-SentencePiece then stops where its unigram model stops improving (`hard_vocab_limit=False`).
+Why BPE merges choose the pieces: on this small synthetic world SentencePiece's unigram trainer
+stops at a few hundred pieces per language however large the vocabulary asked for, and splits
+even the most frequent words ("the" -> `▁th e`, "is" -> `▁ is`, "shovel" -> `▁s hovel`), doubling
+sequence length and hiding words from the encoder. BPE merges keep frequent words whole, as
+XLM-R's 250k-piece vocabulary does for real languages. Each piece's unigram score is then its
+log-frequency in the BPE-segmented corpus (one EM step of the unigram model), so the saved
+unigram tokenizer segments the corpus as BPE did.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ log = logging.getLogger(__name__)
 # XLM-R's special tokens, in its id order (<s>=0, <pad>=1, </s>=2, <unk>=3; <mask> last).
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 MASK = "<mask>"
-TOKENIZER_VERSION = "sp1"  # part of the tokenizer cache key: bump when training changes
+TOKENIZER_VERSION = "sp2-bpe"  # part of the tokenizer cache key: bump when training changes
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path, alphabet: list[str] | None = None) -> Path:
     """Train on `texts`; `alphabet` characters are all kept (SentencePiece's full character coverage)."""
+    import math
+    from collections import Counter
+
     import sentencepiece as spm
     from transformers import XLMRobertaTokenizer
 
@@ -35,12 +43,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path, 
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size, hard_vocab_limit=False,
-        model_type="unigram", character_coverage=1.0, max_sentencepiece_length=16, split_digits=True,
+        model_type="bpe", character_coverage=1.0, max_sentencepiece_length=16, split_digits=False,
         unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
-        minloglevel=2, seed_sentencepiece_size=200_000,
-        normalization_rule_name="identity")  # the saved XLMRobertaTokenizer applies no normalizer either
+        minloglevel=2, normalization_rule_name="identity")  # the saved XLMRobertaTokenizer applies no normalizer either
     sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
-    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())
+    counts = Counter(i for ids in sp.encode(texts) for i in ids)
+    total = sum(counts.values())
+    pieces = [(sp.id_to_piece(i), math.log((counts[i] + 0.1) / total)) for i in range(sp.get_piece_size())
               if not (sp.is_unknown(i) or sp.is_control(i))]
     vocab = [(s, 0.0) for s in SPECIALS] + pieces + [(MASK, 0.0)]
     hf = XLMRobertaTokenizer(vocab=vocab, add_prefix_space=True)

@@ -24,6 +24,20 @@ def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, tmp_path):
         assert ids[0] == 0 and ids[-1] == 2 and tok.unk_token_id not in ids, lang
 
 
+def test_tokenizer_keeps_frequent_words_whole(world, tmp_path):
+    """SentencePiece's unigram trainer split "the" into `▁th e` and "is" into `▁ is` on this world; the
+    pieces must keep frequent words whole, so English costs well under two pieces per word."""
+    tasks = SyntheticTasks(world)
+    texts = [r["text"] for lang in XNLI_LANGUAGES for r in tasks.generate("mlm", "train", lang, 60)]
+    tok = AutoTokenizer.from_pretrained(str(train_tokenizer(texts, 1200, tmp_path / "tok", alphabet=world.alphabet())))
+    for word in ("the", "is", "a", "not", "."):
+        assert tok.tokenize(word) == ["▁" + word], word
+    english = texts[:60]
+    pieces = sum(len(tok.tokenize(t)) for t in english)
+    words = sum(len(t.split()) for t in english)
+    assert pieces / words < 1.8, pieces / words
+
+
 def test_cli_describe_json_and_table():
     runner = CliRunner()
     result = runner.invoke(main, ["data", "describe", "--preset", "smoke", "--json"])
