@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 from stilts_mlflow.cli import main
 from stilts_mlflow.tasks.synthetic import SyntheticTasks
 from stilts_mlflow.tokenizer import train_tokenizer
-from stilts_mlflow.world import XNLI_LANGUAGES
+from stilts_mlflow.world import NAMES, XNLI_LANGUAGES
 
 
 def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, tmp_path):
@@ -65,3 +65,20 @@ def test_cli_export_twice_identical(tmp_path):
         assert runner.invoke(main, ["data", "export", "--preset", "smoke", "--out", str(tmp_path / name)]).exit_code == 0
     for f in (tmp_path / "a").rglob("*.jsonl"):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_names_and_readings_are_shared_tokens_in_every_language(world, tmp_path):
+    """Names and numeric readings are the anchors that languages share: the same pieces in all 15,
+    scripts without spaces (th, zh) included, wherever they stand in a document."""
+    tasks = SyntheticTasks(world)
+    docs = {lang: [r["text"] for r in tasks.generate("mlm", "train", lang, 60)] for lang in XNLI_LANGUAGES}
+    tok = AutoTokenizer.from_pretrained(str(train_tokenizer([t for d in docs.values() for t in d], 1500,
+                                                            tmp_path / "tok", alphabet=world.alphabet())))
+    english = {p for t in docs["en"] for p in tok.tokenize(t)}
+    anchors = {p for p in english if p[1:].isdigit() or p[1:] in NAMES}
+    assert sum(p[1:].isdigit() for p in anchors) >= 8 and sum(p[1:] in NAMES for p in anchors) >= 10
+    for lang, texts in docs.items():
+        pieces = [p for t in texts for p in tok.tokenize(t)]
+        digits_or_names = {p for p in pieces if p.lstrip("▁").isdigit() or p.lstrip("▁") in NAMES}
+        assert digits_or_names <= english, (lang, sorted(digits_or_names - english)[:5])
+        assert len(digits_or_names & anchors) >= 10, lang

@@ -55,8 +55,7 @@ class SyntheticTasks:
     # --- NLI family ---------------------------------------------------------------------------
     def _nli(self, rng: random.Random, n: int, lang: str, **kw) -> list[Record]:
         realizer = self.world.realizers[lang]
-        sep = " " if realizer.spec.spaces else ""
-        return [{"id": "", "text_a": sep.join(realizer.sentence(c) for c in p.premise),
+        return [{"id": "", "text_a": realizer.text(list(p.premise)),
                  "text_b": realizer.sentence(p.hypothesis), "label": p.label, "lang": lang}
                 for p in self.nli.generate(n, rng, **kw)]
 

@@ -118,5 +118,4 @@ class CorpusGenerator:
     def documents(self, lang: str, n: int, seed: int) -> list[str]:
         rng = random.Random(f"corpus-{self.world.seed}-{seed}-{lang}")
         realizer = self.world.realizers[lang]
-        sep = " " if realizer.spec.spaces else ""
-        return [sep.join(realizer.sentence(c) for c in self.document(rng)) for _ in range(n)]
+        return [realizer.text(self.document(rng)) for _ in range(n)]

@@ -212,9 +212,20 @@ class Realizer:
         if spec.spaces:
             text = " ".join(words)
             return f"{text} {spec.period}" if spec.period else text
-        out = ""
-        for i, w in enumerate(words):  # Latin-script names and digits keep spaces as anchors
-            if i and (w.isascii() or words[i - 1].isascii()):
-                out += " "
-            out += w
-        return out + spec.period
+        return _join_spaceless(words + ([spec.period] if spec.period else []))
+
+    def text(self, clauses: list[Clause]) -> str:
+        """Sentences of one document or premise, joined as the language writes them."""
+        sentences = [self.sentence(c) for c in clauses]
+        return " ".join(sentences) if self.spec.spaces else _join_spaceless(sentences)
+
+
+def _join_spaceless(parts: list[str]) -> str:
+    """Scripts without spaces (th, zh) still set Latin-script names and digits apart, as real text does,
+    so that "Nikos" and "31" stay the same tokens as in every other language (shared anchors)."""
+    out = ""
+    for i, w in enumerate(parts):
+        if i and (w[:1].isascii() or parts[i - 1][-1:].isascii()):
+            out += " "
+        out += w
+    return out
