@@ -10,11 +10,19 @@ from stilts_mlflow.tokenizer import train_tokenizer
 from stilts_mlflow.world import NAMES, XNLI_LANGUAGES
 
 
-def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, tmp_path):
+@pytest.fixture(scope="module")
+def corpus(world, tmp_path_factory):
+    """60 MLM documents per language and the tokenizer trained on all of them."""
+    docs = {lang: [r["text"] for r in SyntheticTasks(world).generate("mlm", "train", lang, 60)]
+            for lang in XNLI_LANGUAGES}
+    out = train_tokenizer([t for d in docs.values() for t in d], 1200, tmp_path_factory.mktemp("tok"),
+                          alphabet=world.alphabet())
+    return docs, AutoTokenizer.from_pretrained(str(out))
+
+
+def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, corpus):
     tasks = SyntheticTasks(world)
-    texts = [r["text"] for lang in XNLI_LANGUAGES for r in tasks.generate("mlm", "train", lang, 60)]
-    train_tokenizer(texts, 1200, tmp_path / "tok", alphabet=world.alphabet())
-    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    tok = corpus[1]
     assert type(tok).__name__ == "XLMRobertaTokenizer"
     assert (tok.bos_token_id, tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
     assert tok.mask_token_id == len(tok) - 1
@@ -24,15 +32,13 @@ def test_tokenizer_is_xlmr_style_and_covers_all_languages(world, tmp_path):
         assert ids[0] == 0 and ids[-1] == 2 and tok.unk_token_id not in ids, lang
 
 
-def test_tokenizer_keeps_frequent_words_whole(world, tmp_path):
+def test_tokenizer_keeps_frequent_words_whole(corpus):
     """SentencePiece's unigram trainer split "the" into `▁th e` and "is" into `▁ is` on this world; the
     pieces must keep frequent words whole, so English costs well under two pieces per word."""
-    tasks = SyntheticTasks(world)
-    texts = [r["text"] for lang in XNLI_LANGUAGES for r in tasks.generate("mlm", "train", lang, 60)]
-    tok = AutoTokenizer.from_pretrained(str(train_tokenizer(texts, 1200, tmp_path / "tok", alphabet=world.alphabet())))
+    docs, tok = corpus
     for word in ("the", "is", "a", "not", "."):
         assert tok.tokenize(word) == ["▁" + word], word
-    english = texts[:60]
+    english = docs["en"]
     pieces = sum(len(tok.tokenize(t)) for t in english)
     words = sum(len(t.split()) for t in english)
     assert pieces / words < 1.8, pieces / words
@@ -67,13 +73,10 @@ def test_cli_export_twice_identical(tmp_path):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
 
 
-def test_names_and_readings_are_shared_tokens_in_every_language(world, tmp_path):
+def test_names_and_readings_are_shared_tokens_in_every_language(corpus):
     """Names and numeric readings are the anchors that languages share: the same pieces in all 15,
     scripts without spaces (th, zh) included, wherever they stand in a document."""
-    tasks = SyntheticTasks(world)
-    docs = {lang: [r["text"] for r in tasks.generate("mlm", "train", lang, 60)] for lang in XNLI_LANGUAGES}
-    tok = AutoTokenizer.from_pretrained(str(train_tokenizer([t for d in docs.values() for t in d], 1500,
-                                                            tmp_path / "tok", alphabet=world.alphabet())))
+    docs, tok = corpus
     english = {p for t in docs["en"] for p in tok.tokenize(t)}
     anchors = {p for p in english if p[1:].isdigit() or p[1:] in NAMES}
     assert sum(p[1:].isdigit() for p in anchors) >= 8 and sum(p[1:] in NAMES for p in anchors) >= 10
