@@ -1,0 +1,96 @@
+"""The study design's balance and the analysis on curves whose shape is known."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from stilts_mlflow.scaling.analysis import Observation, analyse, attribution, curve, marginal_gains
+from stilts_mlflow.scaling.design import StudyDesign, subsets_of_size
+from stilts_mlflow.tasks import INTERMEDIATE_TASKS
+
+
+# --- design -----------------------------------------------------------------------------------------
+def test_design_runs_small_sizes_in_full_and_balances_the_rest():
+    design = StudyDesign(subsets_per_size=3, seeds=(0, 1))
+    subsets = design.subsets()
+    sizes = Counter(len(s) for s in subsets)
+    n = len(INTERMEDIATE_TASKS)
+    assert sizes[0] == 1 and sizes[1] == n and sizes[n - 1] == n and sizes[n] == 1
+    assert all(sizes[k] == 3 for k in range(2, n - 1))
+    assert len(set(subsets)) == len(subsets)
+    for k in range(2, n - 1):
+        counts = Counter(t for s in subsets if len(s) == k for t in s)
+        per_task = [counts[t] for t in INTERMEDIATE_TASKS]
+        assert max(per_task) - min(per_task) <= 1, (k, per_task)
+    assert len(design.runs()) == 2 * len(subsets)
+    assert len(subsets) >= 25
+
+
+def test_design_is_deterministic_and_balanced_for_larger_samples():
+    tasks = INTERMEDIATE_TASKS
+    for k in (2, 3, 4, 5):
+        a = subsets_of_size(tasks, k, 9, seed=1)
+        assert a == subsets_of_size(tasks, k, 9, seed=1)
+        assert len(a) == len(set(a)) == min(9, math.comb(len(tasks), k))
+        counts = Counter(t for s in a for t in s)
+        assert max(counts.values()) - min(counts[t] for t in tasks) <= 1
+
+
+@pytest.mark.parametrize("bad", [dict(sizes=(10,)), dict(subsets_per_size=0), dict(seeds=()), dict(seeds=(-1,))])
+def test_design_rejects_bad_parameters(bad):
+    with pytest.raises(ValueError):
+        StudyDesign(**bad)
+
+
+# --- analysis on known curves -------------------------------------------------------------------------
+def _study(shape, noise=0.004, seed=0, per_size=3, seeds=(0, 1)):
+    rng = np.random.default_rng(seed)
+    obs = []
+    for subset, s in StudyDesign(subsets_per_size=per_size, seeds=seeds).runs():
+        obs.append(Observation(subset, s, float(shape(len(subset)) + rng.normal(0, noise))))
+    return obs
+
+
+def test_saturating_curve_is_called_diminishing():
+    result = analyse(_study(lambda k: 0.40 + 0.20 * (1 - np.exp(-k / 1.5))), n_boot=500)
+    assert result.verdict == "diminishing", result.evidence
+    assert result.fits[0].name in ("saturating", "log", "power")
+    assert result.gains[1].low > 0  # the first task helps ...
+    assert result.gains[9].high < result.gains[1].low  # ... far more than the ninth
+
+
+def test_linear_curve_is_not_diminishing():
+    result = analyse(_study(lambda k: 0.40 + 0.02 * k), n_boot=500)
+    assert result.verdict == "steady", result.evidence
+    assert abs(result.slope["coef"] - 0.02) < 0.002
+
+
+def test_accelerating_curve_is_not_called_steady_or_diminishing():
+    result = analyse(_study(lambda k: 0.40 + 0.003 * k ** 2), n_boot=500)
+    assert result.verdict == "accelerating", result.evidence
+
+
+def test_noise_alone_is_inconclusive():
+    result = analyse(_study(lambda k: 0.40, noise=0.02, seed=3), n_boot=500)
+    assert result.verdict == "inconclusive", result.evidence
+
+
+def test_curve_intervals_cover_the_true_means_and_gains_are_differences():
+    obs = _study(lambda k: 0.5 + 0.01 * k, noise=0.01)
+    c = curve(obs, n_boot=500)
+    assert all(c[k].low <= c[k].mean <= c[k].high for k in c)
+    assert sum(c[k].low <= 0.5 + 0.01 * k <= c[k].high for k in c) >= 8  # 95% intervals, 10 sizes
+    gains = marginal_gains(obs, n_boot=500)
+    assert all(abs(gains[k].mean - (c[k].mean - c[k - 1].mean)) < 1e-12 for k in gains)
+
+
+def test_attribution_finds_the_task_that_helps():
+    rng = np.random.default_rng(0)
+    obs = [Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))
+           for s, seed in StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()]
+    effects = attribution(obs)
+    assert effects["mnli"].low <= 0.05 <= effects["mnli"].high and effects["mnli"].low > 0.03
+    others = [t for t in effects if t != "mnli"]
+    assert sum(effects[t].low <= 0 <= effects[t].high for t in others) >= len(others) - 1
