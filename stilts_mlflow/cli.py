@@ -109,7 +109,7 @@ def data_export(preset: str, source: str | None, data_dir: str | None, hub_mirro
 @_preset
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the tokenizer.")
 def data_tokenizer(preset: str, out: str):
-    """Train the preset's SentencePiece-unigram tokenizer on its MLM corpus (offline presets)."""
+    """Train the preset's XLM-R-style tokenizer (SentencePiece pieces) on its MLM corpus (offline presets)."""
     from stilts_mlflow.data import materialize, train_corpus_tokenizer
     from stilts_mlflow.tasks.loaders import LocalLoader
 
@@ -259,3 +259,55 @@ def _print_metrics(metrics: dict[str, float]) -> None:
     click.echo("zero-shot XNLI test accuracy: " + "  ".join(f"{k} {v:.3f}" for k, v in accs.items()))
     if "test/en_gap" in metrics:
         click.echo(f"English - non-English gap: {metrics['test/en_gap']:.3f}")
+
+
+def _int_list(text: str, name: str) -> tuple[int, ...]:
+    """'0-9' or '0,1,4' -> integers."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            return tuple(range(lo, hi + 1))
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{name} must look like 0-9 or 0,1,4; got {text!r}") from None
+
+
+@main.command()
+@_preset
+@click.option("--sizes", default="0-9", show_default=True, help="Subset sizes k to run: a range 0-9 or a list 0,1,4.")
+@click.option("--subsets-per-size", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).")
+@click.option("--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2.")
+@click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
+              help="fixed: the same intermediate steps for every k (k is not confounded with compute).")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="proportional", show_default=True,
+              help="Multi-task sampling of intermediate tasks.")
+@click.option("--design-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the subset sample.")
+@click.option("--out", type=click.Path(file_okay=False), default="scaling_report", show_default=True,
+              help="Directory for the report files (also logged to the scaling run).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, no_progress):
+    """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry."""
+    from stilts_mlflow.phases import Options
+    from stilts_mlflow.scaling.design import StudyDesign
+    from stilts_mlflow.scaling.orchestrate import MODEL_NAME, run_study
+
+    design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
+                         seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
+    base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
+    with _command_run("scaling", base):
+        import mlflow
+
+        mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
+                           "budget": budget, "sampler": sampler, "design_seed": design_seed,
+                           "pipelines": len(design.runs())})
+        result = run_study(design, base, Path(out), progress=not no_progress)
+    analysis = result["analysis"]
+    click.echo(f"verdict: {analysis.verdict}")
+    for line in analysis.evidence:
+        click.echo(f"  {line}")
+    click.echo("XNLI test average by k: " + "  ".join(f"k={k} {c.mean:.3f} [{c.low:.3f}, {c.high:.3f}]"
+                                                    for k, c in sorted(analysis.curve.items())))
+    click.echo(f"pipelines: {len(result['rows'])} ({result['reused']} reused); report: {out}/report.md; "
+               f"{MODEL_NAME}: {len(result['aliases'])} aliases, champion = version {result['aliases']['champion']}")

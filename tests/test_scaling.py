@@ -77,6 +77,11 @@ def test_noise_alone_is_inconclusive():
     assert result.verdict == "inconclusive", result.evidence
 
 
+def test_identical_scores_are_inconclusive_not_steady():
+    result = analyse(_study(lambda k: 1 / 3, noise=0.0), n_boot=100)
+    assert result.verdict == "inconclusive" and "scored the same" in result.evidence[0]
+
+
 def test_curve_intervals_cover_the_true_means_and_gains_are_differences():
     obs = _study(lambda k: 0.5 + 0.01 * k, noise=0.01)
     c = curve(obs, n_boot=500)

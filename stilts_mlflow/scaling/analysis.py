@@ -163,6 +163,8 @@ def verdict(observations: list[Observation], fits: list[Fit]) -> tuple[str, list
     y = np.array([o.score for o in observations], dtype=float)
     if len(set(k)) < 3:
         return "inconclusive", ["fewer than three sizes k were run"], {}, {}
+    if np.ptp(y) < 1e-9:
+        return "inconclusive", [f"every pipeline scored the same ({y[0]:.4f}): nothing to compare"], {}, {}
     quad = _ols(np.column_stack([k, k ** 2]), y, ["k", "k2"])["k2"]
     slope = _ols(k[:, None], y, ["k"])["k"]
     best = fits[0].name if fits else "none"
