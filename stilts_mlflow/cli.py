@@ -299,6 +299,7 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
     with _command_run("scaling", base):
         import mlflow
 
+        mlflow.set_tags({"stilts.subset": "study", "stilts.k": sizes, "stilts.seed": seeds})  # not one pipeline's
         mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
                            "budget": budget, "sampler": sampler, "design_seed": design_seed,
                            "pipelines": len(design.runs())})

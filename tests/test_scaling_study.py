@@ -25,6 +25,7 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     assert len(children) == 12
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert {c.data.tags["stilts.k"] for c in children} == {"0", "1", "2", "3"}
+    assert parent.data.tags["stilts.subset"] == "study" and parent.data.tags["stilts.k"] == "0-3"
     assert parent.data.tags["stilts.verdict"] in ("diminishing", "accelerating", "steady", "declining", "inconclusive")
     assert parent.data.metrics["study/pipelines"] == 12
     report = {f.path for f in MlflowClient().list_artifacts(parent.info.run_id, "report")}
