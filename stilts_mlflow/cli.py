@@ -169,11 +169,12 @@ def _command_run(name: str, opts):
     import mlflow
 
     from stilts_mlflow import tracking
+    from stilts_mlflow.phases import subset_name
 
     tracking.setup()
     run = mlflow.start_run(run_name=name)
     mlflow.set_tags({"stilts.phase": name, "stilts.preset": opts.preset, "stilts.seed": str(opts.seed),
-                     "stilts.subset": "-".join(sorted(opts.tasks)) or "none", "stilts.k": str(len(opts.tasks))})
+                     "stilts.subset": subset_name(opts.tasks), "stilts.k": str(len(opts.tasks))})
     return run
 
 

@@ -140,6 +140,11 @@ class Context:
         return {name: path for name, path in files.items() if path.exists()}
 
 
+def subset_name(tasks: tuple[str, ...]) -> str:
+    """How runs, tags and registry aliases name a task subset: sorted names joined by '-', or 'none'."""
+    return "-".join(sorted(tasks)) or "none"
+
+
 # --- models on disk ---------------------------------------------------------------------------------
 def head_for(task: str, ctx: Context) -> HeadSpec:
     spec = get_task(task)
@@ -289,7 +294,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
     key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=asdict(tc),
                             seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
                             budget=opts.budget, mp=opts.mixed_precision)
-    subset = "-".join(sorted(opts.tasks))
+    subset = subset_name(opts.tasks)
 
     def body(work: Path) -> dict[str, float]:
         for t in opts.tasks:
@@ -304,7 +309,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
     return _run_phase("intermediate", key, {"tasks": ",".join(opts.tasks), "seed": opts.seed, "sampler": opts.sampler,
                                             "temperature": opts.temperature, "cap": opts.cap, "budget": opts.budget,
                                             **_flat("train", asdict(tc))},
-                      {"preset": ctx.preset.name, "subset": subset or "none", "k": len(opts.tasks), "seed": opts.seed},
+                      {"preset": ctx.preset.name, "subset": subset, "k": len(opts.tasks), "seed": opts.seed},
                       body)
 
 
@@ -325,7 +330,7 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
 
     return _run_phase("target", key, {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
                       {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks),
-                       "subset": "-".join(sorted(opts.tasks)) or "none"}, body)
+                       "subset": subset_name(opts.tasks)}, body)
 
 
 def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) -> PhaseOutput:

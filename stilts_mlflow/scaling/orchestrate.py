@@ -23,7 +23,7 @@ from mlflow.entities import LoggedModelStatus
 from tqdm import tqdm
 
 from stilts_mlflow import tracking
-from stilts_mlflow.phases import Options, run_pipeline
+from stilts_mlflow.phases import Options, run_pipeline, subset_name
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.design import StudyDesign
@@ -31,10 +31,6 @@ from stilts_mlflow.scaling.design import StudyDesign
 log = logging.getLogger(__name__)
 MODEL_NAME = "stilts-xnli"
 RESULT_FILE = "pipeline_result.json"
-
-
-def subset_name(subset: tuple[str, ...]) -> str:
-    return "-".join(sorted(subset)) or "none"
 
 
 def child_key(opts: Options) -> str:
