@@ -287,12 +287,15 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
               help="Seed of the subset sample.")
 @click.option("--out", type=click.Path(file_okay=False), default="scaling_report", show_default=True,
               help="Directory for the report files (also logged to the scaling run).")
+@click.option("--export/--no-export", default=True, show_default=True,
+              help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, no_progress):
+def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, export, no_progress):
     """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry."""
     from stilts_mlflow.phases import Options
     from stilts_mlflow.scaling.design import StudyDesign
-    from stilts_mlflow.scaling.orchestrate import MODEL_NAME, run_study
+    from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
+    from stilts_mlflow.scaling.orchestrate import run_study
 
     design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
@@ -304,7 +307,7 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
         mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
                            "budget": budget, "sampler": sampler, "design_seed": design_seed,
                            "pipelines": len(design.runs())})
-        result = run_study(design, base, Path(out), progress=not no_progress)
+        result = run_study(design, base, Path(out), progress=not no_progress, export=export)
     analysis = result["analysis"]
     click.echo(f"verdict: {analysis.verdict}")
     for line in analysis.evidence:
@@ -313,3 +316,50 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
                                                     for k, c in sorted(analysis.curve.items())))
     click.echo(f"pipelines: {len(result['rows'])} ({result['reused']} reused); report: {out}/report.md; "
                f"{MODEL_NAME}: {len(result['aliases'])} aliases, champion = version {result['aliases']['champion']}")
+    if result["onnx_aliases"]:
+        click.echo(f"{ONNX_MODEL_NAME}: champion = version {result['onnx_aliases']['champion']}")
+
+
+@main.command()
+@click.option("--model-uri", required=True,
+              help="models:/stilts-xnli@ALIAS, models:/stilts-xnli/VERSION, or an XLMRobertaForSequenceClassification "
+                   "directory.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="Preset whose XNLI dev set checks the export; default: the version's preset tag (else tiny).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Also keep the export directory here (directory URIs: default onnx_export/).")
+def export(model_uri: str, preset: str | None, out: str | None):
+    """ONNX export (fp32 optimized + int8) with torch parity and int8 accuracy checks; registry versions get a
+    stilts-xnli-onnx twin with the same tags and aliases."""
+    import shutil
+
+    import mlflow
+
+    from stilts_mlflow import registry, tracking
+    from stilts_mlflow.export import export_model
+
+    tracking.setup()
+    with mlflow.start_run(run_name="export"):
+        mlflow.set_tags({"stilts.phase": "export-command", "stilts.model_uri": model_uri})
+        if Path(model_uri).is_dir():
+            dev = registry.xnli_dev(preset or "tiny")
+            samples = {lang: [(a, b) for a, b, _ in rows[:registry.PARITY_SAMPLE]] for lang, rows in dev.items()}
+            target = Path(out or "onnx_export")
+            metrics = export_model(model_uri, target, samples, dev).metrics()
+            tracking.log_metrics(metrics)
+            model_id = registry.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
+            click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")
+        else:
+            mv = registry.resolve_version(model_uri)
+            aliases = registry.export_registered(preset, [mv])
+            twin = registry.export_version(mv, preset)  # the twin export_registered just made or reused
+            if out:
+                shutil.rmtree(out, ignore_errors=True)
+                mlflow.artifacts.download_artifacts(f"models:/{twin.name}/{twin.version}", dst_path=out)
+            metrics = {k: float(v) for k, v in twin.tags.items()
+                       if k.startswith(("parity", "dev.", "int8", "size", "seconds"))}
+            click.echo(f"{mv.name} v{mv.version} -> {twin.name} v{twin.version}"
+                       + (f"; aliases {', '.join(sorted(aliases))}" if aliases else ""))
+    for name, value in sorted(metrics.items()):
+        if "parity" in name or name.endswith("accuracy.avg") or "delta" in name or "size" in name or "seconds" in name:
+            click.echo(f"  {name}: {value:.6g}")

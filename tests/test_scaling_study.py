@@ -1,8 +1,13 @@
 """End-to-end: the scaling study on the smoke preset — child runs, report, registry aliases, cache reuse."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from transformers import AutoModelForSequenceClassification
@@ -50,6 +55,32 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     best_k1 = client.get_model_version_by_alias("stilts-xnli", "best-k1")
     assert best_k1.tags["k"] == "1"
 
+    # every version has an ONNX twin with its tags, export checks and checksums; aliases mirrored
+    twins = client.search_model_versions("name='stilts-xnli-onnx'")
+    assert sorted(int(t.tags["source_version"]) for t in twins) == sorted(int(v.version) for v in versions)
+    source_aliases = client.get_registered_model("stilts-xnli").aliases
+    twin_aliases = client.get_registered_model("stilts-xnli-onnx").aliases
+    assert set(twin_aliases) == set(source_aliases)
+    for alias, version in twin_aliases.items():
+        twin = client.get_model_version("stilts-xnli-onnx", version)
+        source = client.get_model_version("stilts-xnli", source_aliases[alias])
+        assert twin.tags["source_version"] == str(source.version) and twin.tags["subset"] == source.tags["subset"]
+        assert float(twin.tags["parity_max_abs_diff.fp32"]) <= 1e-4 and "dev.int8.accuracy.avg" in twin.tags
+        assert len(twin.tags["sha256.model.int8.onnx"]) == 64
+    champion = mlflow.pyfunc.load_model("models:/stilts-xnli-onnx@champion")
+    frame = pd.DataFrame({"premise": ["Tom buys a big dog .", "Nadia 买了一只大狗。", "Omar يشتري كلبا كبيرا ."],
+                          "hypothesis": ["Tom buys a little dog .", "Nadia 买了一只狗。", "Omar يشتري كلبا ."]})
+    assert list(champion.predict(frame)["label"].isin(["entailment", "neutral", "contradiction"])) == [True] * 3
+    served = subprocess.run([sys.executable, "-m", "mlflow", "models", "predict", "-m",
+                             "models:/stilts-xnli-onnx@champion", "--env-manager", "local", "-t", "json", "-i",
+                             str(_write_input(tmp_path / "input.json", frame))],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert served.returncode == 0, served.stderr[-2000:]
+    predictions = json.loads(served.stdout[served.stdout.index("{"):])["predictions"]
+    assert len(predictions) == 3 and {"label", "p_entailment"} <= set(predictions[0])
+
     # the same study again: every pipeline reused, no training run started, identical summary
     trained = len([r for r in all_runs if r.data.tags.get("stilts.phase") in TRAINING])
     second = stilts(STUDY, tmp_path, cache)
@@ -58,5 +89,12 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     assert len([r for r in again if r.data.tags.get("stilts.phase") in TRAINING]) == trained
     assert len(by_phase(again, "pipeline")) == 12
     assert len(client.search_model_versions("name='stilts-xnli'")) == 12
+    assert len(client.search_model_versions("name='stilts-xnli-onnx'")) == 12
+    assert not [r for r in again if r.data.tags.get("stilts.phase") == "export"][len(twins):]  # no re-export
     rerun = json.loads((tmp_path / "scaling_report" / "summary.json").read_text())
     assert rerun["curve"] == summary["curve"] and rerun["verdict"] == summary["verdict"]
+
+
+def _write_input(path: Path, frame: pd.DataFrame) -> Path:
+    path.write_text(json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}))
+    return path

@@ -18,18 +18,16 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow import MlflowClient
-from mlflow.entities import LoggedModelStatus
 from tqdm import tqdm
 
 from stilts_mlflow import tracking
 from stilts_mlflow.phases import Options, run_pipeline, subset_name
+from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.design import StudyDesign
 
 log = logging.getLogger(__name__)
-MODEL_NAME = "stilts-xnli"
 RESULT_FILE = "pipeline_result.json"
 
 
@@ -56,8 +54,10 @@ def run_child(opts: Options) -> tuple[dict[str, Any], bool]:
     return row, False
 
 
-def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Run (or reuse) every pipeline of the design inside the active run, then analyse and report."""
+def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool = True,
+              export: bool = True) -> dict[str, Any]:
+    """Run (or reuse) every pipeline of the design inside the active run, then analyse, report, register
+    each subset's best and (with `export`) give every registered version its ONNX twin."""
     runs = design.runs()
     rows, reused = [], 0
     start = time.monotonic()
@@ -83,12 +83,10 @@ def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool 
                         **{f"study/mean_k{k}": c.mean for k, c in analysis.curve.items()}})
     mlflow.set_tag("stilts.verdict", analysis.verdict)
     aliases = register_best(rows, base.preset)
+    onnx_aliases = export_registered(base.preset) if export else {}
     log.info("verdict: %s — %s", analysis.verdict, "; ".join(analysis.evidence))
-    return {"rows": rows, "analysis": analysis, "reused": reused, "aliases": aliases, "files": files}
-
-
-def dev_avg(row: dict[str, Any]) -> float:
-    return row["metrics"].get("dev/xnli/accuracy.avg", float("nan"))
+    return {"rows": rows, "analysis": analysis, "reused": reused, "aliases": aliases,
+            "onnx_aliases": onnx_aliases, "files": files}
 
 
 def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
@@ -106,48 +104,3 @@ def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {"subset": row["subset"], "k": row["k"], "seed": row["seed"], "run_id": row["run_id"],
             "target_run": row["target_run"], "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
             "xnli_dev_avg": dev_avg(row)}
-
-
-def log_target_model(target_run: str, subset: str) -> str:
-    """The target phase's XLMRobertaForSequenceClassification directory as an MLflow LoggedModel of its run
-    (MLflow 3 registers logged models); `models:/stilts-xnli@alias` then downloads that directory."""
-    client = MlflowClient()
-    local = mlflow.artifacts.download_artifacts(run_id=target_run, artifact_path="output")
-    model = mlflow.initialize_logged_model(name=f"xnli-{subset}", source_run_id=target_run,
-                                           model_type="transformers-xlm-roberta-sequence-classification",
-                                           tags={"stilts.subset": subset})
-    client.log_model_artifacts(model.model_id, local)
-    mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    return model.model_id
-
-
-def register_best(rows: list[dict[str, Any]], preset: str) -> dict[str, str]:
-    """Each subset's best pipeline (over seeds, by XNLI dev average) becomes a version of `stilts-xnli`;
-    aliases subset-<tasks>, best-k<k> and champion point at the best versions. Returns alias -> version."""
-    client = MlflowClient()
-    best: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        name = subset_name(tuple(r["subset"]))
-        if name not in best or dev_avg(r) > dev_avg(best[name]):
-            best[name] = r
-    versions: dict[str, tuple[Any, dict[str, Any]]] = {}
-    registered = {v.tags.get("run_id"): v for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
-    for name, r in sorted(best.items()):
-        langs = {k.rsplit(".", 1)[1]: v for k, v in r["metrics"].items() if k.startswith("dev/xnli/accuracy.")}
-        tags = {"subset": name, "k": str(r["k"]), "seed": str(r["seed"]), "run_id": r["target_run"],
-                "pipeline_run_id": r["run_id"], "preset": preset, "xnli_dev_avg": f"{dev_avg(r):.4f}",
-                **{f"dev_{lang}": f"{v:.4f}" for lang, v in langs.items()}}
-        mv = registered.get(r["target_run"]) or mlflow.register_model(
-            f"models:/{log_target_model(r['target_run'], name)}", MODEL_NAME, tags=tags)
-        versions[name] = (mv, r)
-    aliases = {}
-    for name, (mv, _) in versions.items():
-        aliases[f"subset-{name}"] = mv.version
-    for k in sorted({r["k"] for _, r in versions.values()}):
-        mv, _ = max((v for v in versions.values() if v[1]["k"] == k), key=lambda v: dev_avg(v[1]))
-        aliases[f"best-k{k}"] = mv.version
-    mv, _ = max(versions.values(), key=lambda v: dev_avg(v[1]))
-    aliases["champion"] = mv.version
-    for alias, version in aliases.items():
-        client.set_registered_model_alias(MODEL_NAME, alias, version)
-    return aliases

@@ -1,0 +1,1 @@
+"""Serving the exported NLI model: onnxruntime + tokenizers only (no torch, no transformers)."""
