@@ -363,3 +363,13 @@ def export(model_uri: str, preset: str | None, out: str | None):
     for name, value in sorted(metrics.items()):
         if "parity" in name or name.endswith("accuracy.avg") or "delta" in name or "size" in name or "seconds" in name:
             click.echo(f"  {name}: {value:.6g}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def serve(ctx: click.Context):
+    """Serve multilingual NLI over HTTP: `python -m serving` (torch-free); --help lists its options."""
+    from serving.__main__ import main as serving_main
+
+    serving_main.main(args=ctx.args, prog_name="stilts serve")
+

@@ -1,0 +1,192 @@
+"""The HTTP API: multilingual NLI and zero-shot classification on the exported ONNX model.
+
+POST /v1/nli, POST /v1/zero-shot, GET /v1/model, /healthz, /readyz, /metrics (Prometheus), /docs.
+Every user mistake is a 4xx JSON body `{"error": ..., "field": ...}`; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from serving.batching import MicroBatcher
+from serving.engine import NLIEngine, softmax
+from serving.schemas import Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+
+
+class UserError(Exception):
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(message)
+        self.field, self.message, self.status = field, message, status
+
+
+def _error(status: int, message: str, field: str) -> JSONResponse:
+    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes is answered 413 before it reaches the app."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and int(length) > self.limit:
+            return await _error(413, f"request body of {int(length)} bytes is over the limit of {self.limit}",
+                                "body")(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _error(413, f"request body is over the limit of {self.limit} bytes", "body")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _text(field: str, value: str, limits: Limits) -> str:
+    if not value.strip():
+        raise UserError(field, "must be a non-empty string")
+    if len(value) > limits.max_chars:
+        raise UserError(field, f"is {len(value)} characters; the limit is {limits.max_chars}")
+    return value
+
+
+def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_batch: int = 32,
+               max_wait_ms: float = 2.0) -> FastAPI:
+    registry = CollectorRegistry()
+    requests = Counter("stilts_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram("stilts_request_seconds", "Request latency", ["endpoint"], registry=registry,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+    batch_sizes = Histogram("stilts_batch_pairs", "Pairs per onnxruntime call", registry=registry,
+                            buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+    batcher = MicroBatcher(engine.logits, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                           on_batch=batch_sizes.observe)
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        await batcher.submit(["warm up ."], ["warm up ."])
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        await batcher.stop()
+
+    app = FastAPI(title="stilts-xnli", version=str(info.get("version") or "local"), lifespan=lifespan,
+                  description="Zero-shot cross-lingual NLI (XNLI's 15 languages) on the exported ONNX model.")
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        endpoint = request.url.path
+        requests.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return _error(400, f"invalid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", "body")
+        field = ".".join(str(x) for x in first.get("loc", ())[1:]) or "body"
+        return _error(422, first.get("msg", "invalid"), field)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError):
+        return _error(exc.status, exc.message, exc.field)
+
+    def predictions(logits: np.ndarray) -> list[Prediction]:
+        probs = softmax(logits)
+        return [Prediction(label=engine.labels[int(p.argmax())],
+                           probabilities={lab: float(x) for lab, x in zip(engine.labels, p)}) for p in probs]
+
+    @app.post("/v1/nli", response_model=NLIResponse)
+    async def nli(body: NLIRequest) -> NLIResponse:
+        """Label one pair (`premise`, `hypothesis`) or a batch (`pairs`): entailment, neutral or contradiction."""
+        if body.pairs is not None:
+            if body.premise is not None or body.hypothesis is not None:
+                raise UserError("pairs", "give either pairs or premise/hypothesis, not both")
+            if not body.pairs:
+                raise UserError("pairs", "must hold at least one pair")
+            if len(body.pairs) > limits.max_pairs:
+                raise UserError("pairs", f"{len(body.pairs)} pairs; the limit is {limits.max_pairs}", 413)
+            premises = [_text(f"pairs.{i}.premise", p.premise, limits) for i, p in enumerate(body.pairs)]
+            hypotheses = [_text(f"pairs.{i}.hypothesis", p.hypothesis, limits) for i, p in enumerate(body.pairs)]
+        else:
+            for name in ("premise", "hypothesis"):
+                if getattr(body, name) is None:
+                    raise UserError(name, "field required (or give pairs)")
+            premises, hypotheses = [_text("premise", body.premise, limits)], [_text("hypothesis", body.hypothesis, limits)]
+        return NLIResponse(results=predictions(await batcher.submit(premises, hypotheses)))
+
+    @app.post("/v1/zero-shot", response_model=ZeroShotResponse)
+    async def zero_shot(body: ZeroShotRequest) -> ZeroShotResponse:
+        """Rank candidate labels for a text: each label fills the hypothesis template, scored by entailment."""
+        text = _text("text", body.text, limits)
+        if not body.candidate_labels:
+            raise UserError("candidate_labels", "must hold at least one label")
+        if len(body.candidate_labels) > limits.max_labels:
+            raise UserError("candidate_labels", f"{len(body.candidate_labels)} labels; the limit is {limits.max_labels}",
+                            413)
+        if "{}" not in body.hypothesis_template:
+            raise UserError("hypothesis_template", "must contain '{}' where the label goes")
+        labels = [_text(f"candidate_labels.{i}", x, limits) for i, x in enumerate(body.candidate_labels)]
+        hypotheses = [_text("hypothesis_template", body.hypothesis_template.replace("{}", x), limits) for x in labels]
+        logits = await batcher.submit([text] * len(labels), hypotheses)
+        ent, con = engine.labels.index("entailment"), engine.labels.index("contradiction")
+        if body.multi_label:
+            scores = softmax(logits[:, [con, ent]])[:, 1]
+        else:
+            scores = softmax(logits[:, ent][None, :])[0]
+        ranked = sorted(zip(labels, scores.tolist()), key=lambda x: -x[1])
+        return ZeroShotResponse(text=text, labels=[RankedLabel(label=x, score=s) for x, s in ranked])
+
+    @app.get("/v1/model")
+    async def model() -> dict:
+        """Which model answers: registry name, version and alias, languages, labels, dev scores."""
+        return info
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        return {"ready": True} if state["ready"] else JSONResponse({"ready": False}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def model_info(engine: NLIEngine, tags: dict[str, str] | None = None, **extra) -> dict:
+    tags = tags or {}
+    dev = {k.removeprefix("dev_"): float(v) for k, v in tags.items() if k.startswith("dev_")}
+    return {**extra, "variant": engine.variant, "labels": list(engine.labels),
+            "languages": engine.meta.get("languages", []), "max_length": engine.max_length,
+            "subset": tags.get("subset"), "k": tags.get("k"), "preset": tags.get("preset"), "dev_accuracy": dev,
+            "export": {k: v for k, v in tags.items() if k.startswith(("parity", "dev.", "int8"))}}

@@ -1,0 +1,86 @@
+"""Dynamic micro-batching: concurrent requests' pairs are scored in one onnxruntime call.
+
+Each request puts its pairs on a queue with a future; one worker takes what is waiting (up to
+`max_batch` pairs, waiting at most `max_wait_ms` for more once the first arrives), runs the engine in a
+thread so the event loop keeps accepting requests, and resolves every request's future with its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class _Item:
+    premises: list[str]
+    hypotheses: list[str]
+    future: asyncio.Future
+
+
+class MicroBatcher:
+    def __init__(self, score: Callable[[list[str], list[str]], np.ndarray], max_batch: int = 32,
+                 max_wait_ms: float = 2.0, on_batch: Callable[[int], None] | None = None):
+        self.score = score
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.on_batch = on_batch or (lambda n: None)
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+    async def submit(self, premises: list[str], hypotheses: list[str]) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Item(premises, hypotheses, future))
+        return await future
+
+    async def _collect(self) -> list[_Item]:
+        items = [await self.queue.get()]
+        size = len(items[0].premises)
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except asyncio.TimeoutError:
+                break
+            items.append(item)
+            size += len(item.premises)
+        return items
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await self._collect()
+            premises = [p for it in items for p in it.premises]
+            hypotheses = [h for it in items for h in it.hypotheses]
+            try:
+                logits = await loop.run_in_executor(None, self.score, premises, hypotheses)
+            except Exception as exc:  # the engine failed: every waiting request gets the error
+                for it in items:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                continue
+            self.on_batch(len(premises))
+            start = 0
+            for it in items:
+                n = len(it.premises)
+                if not it.future.done():
+                    it.future.set_result(logits[start:start + n])
+                start += n

@@ -1,0 +1,57 @@
+"""Request and response bodies, and the limits the server enforces on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pairs: int = 64  # pairs per /v1/nli request
+    max_labels: int = 16  # candidate labels per /v1/zero-shot request
+    max_chars: int = 2000  # characters per text
+    max_body_bytes: int = 256 * 1024
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    premise: str
+    hypothesis: str
+
+
+class NLIRequest(BaseModel):
+    """Either one pair (`premise`, `hypothesis`) or `pairs`."""
+
+    model_config = ConfigDict(extra="forbid")
+    premise: str | None = None
+    hypothesis: str | None = None
+    pairs: list[Pair] | None = None
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class NLIResponse(BaseModel):
+    results: list[Prediction]
+
+
+class ZeroShotRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    candidate_labels: list[str]
+    hypothesis_template: str = Field(default="{}", description="Hypothesis per label; '{}' is replaced by the label.")
+    multi_label: bool = Field(default=False, description="Score labels independently (entailment vs contradiction).")
+
+
+class RankedLabel(BaseModel):
+    label: str
+    score: float
+
+
+class ZeroShotResponse(BaseModel):
+    text: str
+    labels: list[RankedLabel]
