@@ -343,7 +343,7 @@ def export(model_uri: str, preset: str | None, out: str | None):
         mlflow.set_tags({"stilts.phase": "export-command", "stilts.model_uri": model_uri})
         if Path(model_uri).is_dir():
             dev = registry.xnli_dev(preset or "tiny")
-            samples = {lang: [(a, b) for a, b, _ in rows[:registry.PARITY_SAMPLE]] for lang, rows in dev.items()}
+            samples = registry.parity_samples(dev)
             target = Path(out or "onnx_export")
             metrics = export_model(model_uri, target, samples, dev).metrics()
             tracking.log_metrics(metrics)

@@ -106,6 +106,11 @@ def xnli_dev(preset: str) -> dict[str, list[tuple[str, str, str]]]:
             for lang in XNLI_LANGUAGES}
 
 
+def parity_samples(dev: dict[str, list[tuple[str, str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """The first PARITY_SAMPLE dev pairs of each language, for the torch/ONNX parity check."""
+    return {lang: [(a, b) for a, b, _ in rows[:PARITY_SAMPLE]] for lang, rows in dev.items()}
+
+
 def _signature():
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -154,7 +159,7 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
             return twin
     preset = preset or mv.tags.get("preset", "tiny")
     dev = dev if dev is not None else xnli_dev(preset)
-    samples = {lang: [(a, b) for a, b, _ in rows[:PARITY_SAMPLE]] for lang, rows in dev.items()}
+    samples = parity_samples(dev)
     key = tracking.make_key(kind="export", model=mv.name, version=mv.version, run_id=mv.tags.get("run_id"))
     tags = {"phase": "export", "preset": preset, "subset": mv.tags.get("subset", ""), "source": f"{mv.name}/{mv.version}"}
     with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, \
