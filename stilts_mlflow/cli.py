@@ -351,8 +351,8 @@ def export(model_uri: str, preset: str | None, out: str | None):
             click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")
         else:
             mv = registry.resolve_version(model_uri)
-            aliases = registry.export_registered(preset, [mv])
-            twin = registry.export_version(mv, preset)  # the twin export_registered just made or reused
+            twin = registry.export_version(mv, preset)
+            aliases = registry.mirror_aliases({str(mv.version): twin})
             if out:
                 shutil.rmtree(out, ignore_errors=True)
                 mlflow.artifacts.download_artifacts(f"models:/{twin.name}/{twin.version}", dst_path=out)

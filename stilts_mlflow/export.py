@@ -154,9 +154,10 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
 
     pairs = [p for lang in samples for p in samples[lang]]
     reference = torch_logits(model, tokenizer, pairs, max_length)
+    engines = {variant: NLIEngine.load(out, variant) for variant in ("fp32-raw", "fp32", "int8")}
     parity = {}
     for variant in ("fp32-raw", "fp32"):
-        got = NLIEngine.load(out, variant).logits([a for a, _ in pairs], [b for _, b in pairs])
+        got = engines[variant].logits([a for a, _ in pairs], [b for _, b in pairs])
         parity[variant] = float(np.abs(got - reference).max())
     report = ExportReport(str(out), parity, len(pairs),
                           sizes={v: (out / f).stat().st_size for v, f in VARIANTS.items()})
@@ -167,7 +168,7 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
     log.info("parity: max |ONNX - torch| = %.2e over %d pairs in %d languages", worst, len(pairs), len(samples))
     if dev:
         for variant in ("fp32", "int8"):
-            report.dev_accuracy[variant] = accuracy_by_language(NLIEngine.load(out, variant), dev)
+            report.dev_accuracy[variant] = accuracy_by_language(engines[variant], dev)
         report.int8_delta_points = 100 * (report.dev_accuracy["int8"]["avg"] - report.dev_accuracy["fp32"]["avg"])
         level = logging.WARNING if abs(report.int8_delta_points) > INT8_TOLERANCE_POINTS else logging.INFO
         log.log(level, "dev average: fp32 %.4f, int8 %.4f (%+.2f points; tolerance %.1f)",

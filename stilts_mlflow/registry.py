@@ -178,16 +178,20 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
     return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)
 
 
-def export_registered(preset: str | None = None, versions: list | None = None) -> dict[str, str]:
-    """ONNX twins for the given (default: all) `stilts-xnli` versions, and every alias mirrored onto
-    them. Returns alias -> `stilts-xnli-onnx` version."""
+def mirror_aliases(twins: dict[str, Any]) -> dict[str, str]:
+    """Point every `stilts-xnli` alias whose version has a twin (source version -> twin) at that twin.
+    Returns alias -> `stilts-xnli-onnx` version."""
     client = MlflowClient()
-    versions = versions if versions is not None else client.search_model_versions(f"name='{MODEL_NAME}'")
-    dev = xnli_dev(preset) if preset else None
-    twins = {str(mv.version): export_version(mv, preset, dev) for mv in versions}
     aliases = {}
     for alias, version in client.get_registered_model(MODEL_NAME).aliases.items():
         if str(version) in twins:
             client.set_registered_model_alias(ONNX_MODEL_NAME, alias, twins[str(version)].version)
             aliases[alias] = twins[str(version)].version
     return aliases
+
+
+def export_registered(preset: str | None = None) -> dict[str, str]:
+    """ONNX twins for every `stilts-xnli` version, and every alias mirrored onto them."""
+    versions = MlflowClient().search_model_versions(f"name='{MODEL_NAME}'")
+    dev = xnli_dev(preset) if preset else None
+    return mirror_aliases({str(mv.version): export_version(mv, preset, dev) for mv in versions})

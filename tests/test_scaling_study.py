@@ -67,6 +67,12 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
         assert twin.tags["source_version"] == str(source.version) and twin.tags["subset"] == source.tags["subset"]
         assert float(twin.tags["parity_max_abs_diff.fp32"]) <= 1e-4 and "dev.int8.accuracy.avg" in twin.tags
         assert len(twin.tags["sha256.model.int8.onnx"]) == 64
+    # the export command on a registry alias finds the study's twin instead of exporting again
+    again_export = stilts(["export", "--model-uri", "models:/stilts-xnli@champion"], tmp_path, cache)
+    champion_twin = twin_aliases["champion"]
+    assert f"-> stilts-xnli-onnx v{champion_twin}; aliases" in again_export.stdout, again_export.stdout
+    assert "parity_max_abs_diff.fp32:" in again_export.stdout
+    assert len(client.search_model_versions("name='stilts-xnli-onnx'")) == len(twins)
     champion = mlflow.pyfunc.load_model("models:/stilts-xnli-onnx@champion")
     frame = pd.DataFrame({"premise": ["Tom buys a big dog .", "Nadia 买了一只大狗。", "Omar يشتري كلبا كبيرا ."],
                           "hypothesis": ["Tom buys a little dog .", "Nadia 买了一只狗。", "Omar يشتري كلبا ."]})
@@ -90,7 +96,7 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     assert len(by_phase(again, "pipeline")) == 12
     assert len(client.search_model_versions("name='stilts-xnli'")) == 12
     assert len(client.search_model_versions("name='stilts-xnli-onnx'")) == 12
-    assert not [r for r in again if r.data.tags.get("stilts.phase") == "export"][len(twins):]  # no re-export
+    assert len(by_phase(again, "export")) == len(twins)  # twins reused: no export run added
     rerun = json.loads((tmp_path / "scaling_report" / "summary.json").read_text())
     assert rerun["curve"] == summary["curve"] and rerun["verdict"] == summary["verdict"]
 
