@@ -29,7 +29,16 @@ def rss_bytes(pid: int | None) -> int | None:
     return psutil.Process(pid).memory_info().rss
 
 
-async def _run(url: str, requests: int, concurrency: int, timeout: float) -> dict:
+def body(payload: str, premise: str, hypothesis: str) -> dict:
+    """One request body: `nli` is serving/'s POST /v1/nli, `mlflow` is `mlflow models serve`'s /invocations."""
+    if payload == "nli":
+        return {"premise": premise, "hypothesis": hypothesis}
+    if payload == "mlflow":
+        return {"dataframe_records": [{"premise": premise, "hypothesis": hypothesis}]}
+    raise ValueError(f"unknown payload {payload!r}; allowed: nli, mlflow")
+
+
+async def _run(url: str, requests: int, concurrency: int, timeout: float, payload: str) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -44,7 +53,7 @@ async def _run(url: str, requests: int, concurrency: int, timeout: float) -> dic
             premise, hypothesis = PAIRS[i % len(PAIRS)]
             start = time.perf_counter()
             try:
-                r = await client.post(url, json={"premise": premise, "hypothesis": hypothesis})
+                r = await client.post(url, json=body(payload, premise, hypothesis))
                 if r.status_code != 200:
                     errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
             except httpx.HTTPError as exc:
@@ -63,9 +72,11 @@ async def _run(url: str, requests: int, concurrency: int, timeout: float) -> dic
             "max_ms": float(lat.max())}
 
 
-def run(url: str, requests: int = 1000, concurrency: int = 32, pid: int | None = None, timeout: float = 30.0) -> dict:
+def run(url: str, requests: int = 1000, concurrency: int = 32, pid: int | None = None, timeout: float = 30.0,
+        payload: str = "nli") -> dict:
+    body(payload, "", "")
     before = rss_bytes(pid)
-    result = asyncio.run(_run(url, requests, concurrency, timeout))
+    result = asyncio.run(_run(url, requests, concurrency, timeout, payload))
     after = rss_bytes(pid)
     if before is not None:
         result.update(rss_before_bytes=before, rss_after_bytes=after, rss_growth=after / before - 1)
@@ -77,9 +88,11 @@ def run(url: str, requests: int = 1000, concurrency: int = 32, pid: int | None =
 @click.option("--requests", "n", type=click.IntRange(min=1), default=10000, show_default=True)
 @click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--pid", type=int, default=None, help="Server process id, for RSS before/after.")
-def main(url: str, n: int, concurrency: int, pid: int | None) -> None:
+@click.option("--payload", type=click.Choice(["nli", "mlflow"]), default="nli", show_default=True,
+              help="Request body: nli (serving/ POST /v1/nli) or mlflow (`mlflow models serve` /invocations).")
+def main(url: str, n: int, concurrency: int, pid: int | None, payload: str) -> None:
     """Fire N requests at a fixed concurrency and print the latency/error/RSS summary as JSON."""
-    click.echo(json.dumps(run(url, n, concurrency, pid), indent=1))
+    click.echo(json.dumps(run(url, n, concurrency, pid, payload=payload), indent=1))
 
 
 if __name__ == "__main__":

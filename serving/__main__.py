@@ -19,8 +19,9 @@ from serving.schemas import Limits
               help="Which exported graph answers.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Most pairs per onnxruntime call (micro-batching of concurrent requests).")
-@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="How long a batch waits for more requests once the first arrived.")
+@click.option("--max-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Extra wait for more requests once the first arrived. 0: a batch is whatever queued while the "
+                   "previous one ran (lowest latency; measured best up to concurrency 32).")
 @click.option("--max-pairs", type=click.IntRange(min=1), default=Limits.max_pairs, show_default=True)
 @click.option("--max-chars", type=click.IntRange(min=1), default=Limits.max_chars, show_default=True)
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=Limits.max_body_bytes, show_default=True)

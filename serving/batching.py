@@ -1,14 +1,14 @@
 """Dynamic micro-batching: concurrent requests' pairs are scored in one onnxruntime call.
 
 Each request puts its pairs on a queue with a future; one worker takes what is waiting (up to
-`max_batch` pairs, waiting at most `max_wait_ms` for more once the first arrives), runs the engine in a
+`max_batch` pairs; with `max_wait_ms` > 0 it first waits that long for more), runs the engine in a
 thread so the event loop keeps accepting requests, and resolves every request's future with its rows.
+By default there is no extra wait: while one batch runs, the next fills with the requests that arrive.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +24,7 @@ class _Item:
 
 class MicroBatcher:
     def __init__(self, score: Callable[[list[str], list[str]], np.ndarray], max_batch: int = 32,
-                 max_wait_ms: float = 2.0, on_batch: Callable[[int], None] | None = None):
+                 max_wait_ms: float = 0.0, on_batch: Callable[[int], None] | None = None):
         self.score = score
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
@@ -49,17 +49,14 @@ class MicroBatcher:
         return await future
 
     async def _collect(self) -> list[_Item]:
+        """The first waiting request, then (after at most `max_wait`, unless the batch is full) whatever else
+        is queued, up to `max_batch` pairs."""
         items = [await self.queue.get()]
         size = len(items[0].premises)
-        deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                item = await asyncio.wait_for(self.queue.get(), timeout)
-            except asyncio.TimeoutError:
-                break
+        if size < self.max_batch and self.queue.empty() and self.max_wait > 0:
+            await asyncio.sleep(self.max_wait)
+        while size < self.max_batch and not self.queue.empty():
+            item = self.queue.get_nowait()
             items.append(item)
             size += len(item.premises)
         return items

@@ -89,7 +89,10 @@ class NLIEngine:
     variant: str
 
     @classmethod
-    def load(cls, model_dir: str | Path, variant: str = "fp32", threads: int | None = None) -> "NLIEngine":
+    def load(cls, model_dir: str | Path, variant: str = "fp32", threads: int | None = None,
+             spinning: bool = False) -> "NLIEngine":
+        """`spinning`: let onnxruntime's idle threads spin for the next call. Off by default: a server's
+        event loop shares the cores, and spinning threads starve it (benchmarks/serving.py)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -104,6 +107,7 @@ class NLIEngine:
         verify_checksums(model_dir, [onnx_file, TOKENIZER_FILE])
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("STILTS_ORT_THREADS", "0"))
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         session = ort.InferenceSession(str(model_dir / onnx_file), options, providers=["CPUExecutionProvider"])
         tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
         tokenizer.enable_truncation(meta["max_length"], strategy="longest_first")

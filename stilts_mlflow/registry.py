@@ -121,27 +121,32 @@ def _signature():
                           params=ParamSchema([ParamSpec("variant", "string", "fp32")]))
 
 
-def log_onnx_model(export_dir: Path, run_id: str, name: str, example: list[tuple[str, str]]) -> str:
-    """The export as an MLflow model of `run_id`: pyfunc (premise/hypothesis columns, logged as code) plus
-    the onnx flavor on the optimized fp32 graph. Returns the LoggedModel id."""
+def save_onnx_pyfunc(export_dir: Path, path: Path, example: list[tuple[str, str]]) -> Path:
+    """The export as an MLflow model directory at `path`: pyfunc (premise/hypothesis columns, saved as code,
+    nothing pickled) plus the onnx flavor on the optimized fp32 graph. `mlflow models serve -m path` serves it."""
     import onnx
     import onnxruntime
     import pandas as pd
     import tokenizers
     from mlflow.models import Model
 
+    mlflow.pyfunc.save_model(
+        str(path), python_model=str(SERVING_DIR / "pyfunc.py"), artifacts={"export": str(export_dir)},
+        code_paths=[str(SERVING_DIR)], signature=_signature(),
+        input_example=pd.DataFrame(example, columns=["premise", "hypothesis"]),
+        pip_requirements=[f"mlflow=={mlflow.__version__}", f"onnxruntime=={onnxruntime.__version__}",
+                          f"tokenizers=={tokenizers.__version__}", "numpy", "pandas"])
+    meta = Model.load(str(path / "MLmodel"))
+    data = next(str(p.relative_to(path)) for p in path.rglob("model.opt.onnx"))
+    meta.add_flavor("onnx", onnx_version=onnx.__version__, data=data, providers=["CPUExecutionProvider"])
+    meta.save(str(path / "MLmodel"))
+    return path
+
+
+def log_onnx_model(export_dir: Path, run_id: str, name: str, example: list[tuple[str, str]]) -> str:
+    """The export (see save_onnx_pyfunc) as a LoggedModel of `run_id`. Returns the LoggedModel id."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(
-            str(path), python_model=str(SERVING_DIR / "pyfunc.py"), artifacts={"export": str(export_dir)},
-            code_paths=[str(SERVING_DIR)], signature=_signature(),
-            input_example=pd.DataFrame(example, columns=["premise", "hypothesis"]),
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"onnxruntime=={onnxruntime.__version__}",
-                              f"tokenizers=={tokenizers.__version__}", "numpy", "pandas"])
-        meta = Model.load(str(path / "MLmodel"))
-        data = next(str(p.relative_to(path)) for p in path.rglob("model.opt.onnx"))
-        meta.add_flavor("onnx", onnx_version=onnx.__version__, data=data, providers=["CPUExecutionProvider"])
-        meta.save(str(path / "MLmodel"))
+        path = save_onnx_pyfunc(export_dir, Path(tmp) / "model", example)
         model = mlflow.initialize_logged_model(name=name, source_run_id=run_id, model_type="stilts-onnx-nli")
         MlflowClient().log_model_artifacts(model.model_id, str(path))
         mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)

@@ -82,6 +82,13 @@ def test_identical_scores_are_inconclusive_not_steady():
     assert result.verdict == "inconclusive" and "scored the same" in result.evidence[0]
 
 
+def test_a_study_of_one_or_two_pipelines_is_inconclusive_without_fits():
+    for n in (1, 2):  # a one-pipeline study once crashed curve_fit (more parameters than observations)
+        result = analyse([Observation((), seed, 0.40 + 0.01 * seed) for seed in range(n)])
+        assert result.verdict == "inconclusive"
+        assert all(len(f.params) < n for f in result.fits)
+
+
 def test_curve_intervals_cover_the_true_means_and_gains_are_differences():
     obs = _study(lambda k: 0.5 + 0.01 * k, noise=0.01)
     c = curve(obs, n_boot=500)

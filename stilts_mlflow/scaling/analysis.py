@@ -129,6 +129,8 @@ def fit_models(observations: list[Observation]) -> list[Fit]:
     n = len(y)
     fits = []
     for name, (f, p0) in MODELS.items():
+        if n <= len(p0):  # as many parameters as observations: nothing left to judge the fit by
+            continue
         start = (float(y.mean()),) + p0[1:]
         try:
             with warnings.catch_warnings():  # a flat curve leaves the covariance undefined; the fit itself is fine

@@ -1,0 +1,83 @@
+"""results.json -> the markdown tables README shows, each goal next to what was measured."""
+
+from __future__ import annotations
+
+GOALS = {"training": 1.3, "onnx_fp32": 1.5, "onnx_int8": 2.5, "serving": 3.0, "p99_over_p50": 2.0}
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _machine(m: dict) -> list[str]:
+    return [f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), {m['memory_gib']} GiB, "
+            f"{'CUDA' if m['cuda'] else 'no GPU'}; measured fp32 matmul peak {m['matmul_peak_gflops']} GFLOP/s. "
+            f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, "
+            f"onnxruntime {m['onnxruntime']}, mlflow {m['mlflow']}.", ""]
+
+
+def _training(rows: list[dict]) -> list[str]:
+    out = ["### Training: our loop vs Hugging Face Trainer (same model, data, hyperparameters)", "",
+           "| case | steps x batch | ours ex/s | Trainer ex/s | speed-up (goal >= 1.3x) | ours MFU | Trainer MFU |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['case']} | {r['steps']} x {r['batch_size']} | {r['ours']['examples_per_s']:.0f} | "
+                   f"{r['trainer']['examples_per_s']:.0f} | {r['speedup_vs_trainer']:.2f}x "
+                   f"({_met(r['speedup_vs_trainer'] >= GOALS['training'])}) | {100 * r['ours']['mfu']:.1f}% | "
+                   f"{100 * r['trainer']['mfu']:.1f}% |")
+    return out + [""]
+
+
+def _inference(models: list[dict]) -> list[str]:
+    out = ["### Inference: torch eager vs ONNX (sequence 128, ms per batch)", "",
+           "| model | batch | torch eager | ONNX fp32 | ONNX int8 | fp32 speed-up (goal >= 1.5x at 32) | "
+           "int8 speed-up (goal >= 2.5x at 32) |", "|---|---|---|---|---|---|---|"]
+    for m in models:
+        for r in m["by_batch"]:
+            at32 = r["batch"] == 32
+            fp32 = f"{r['onnx_fp32_speedup']:.2f}x" + (f" ({_met(r['onnx_fp32_speedup'] >= GOALS['onnx_fp32'])})"
+                                                        if at32 else "")
+            int8 = f"{r['onnx_int8_speedup']:.2f}x" + (f" ({_met(r['onnx_int8_speedup'] >= GOALS['onnx_int8'])})"
+                                                        if at32 else "")
+            out.append(f"| {m['model']} | {r['batch']} | {r['torch_eager_ms']:.1f} | {r['onnx_fp32_ms']:.1f} | "
+                       f"{r['onnx_int8_ms']:.1f} | {fp32} | {int8} |")
+    return out + [""]
+
+
+def _serving(s: dict) -> list[str]:
+    out = ["### Serving: serving/ vs `mlflow models serve` (same ONNX model, loopback)", "",
+           "| server | concurrency | requests/s | p50 ms | p99 ms | p99/p50 | errors | client |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        out.append(f"| {r['server']} | {r['concurrency']} | {r['throughput_rps']:.0f} | {r['p50_ms']:.1f} | "
+                   f"{r['p99_ms']:.1f} | {r['p99_ms'] / r['p50_ms']:.2f} | {r['errors']} | {r['client']} |")
+    out += ["", f"At concurrency 32: throughput {s['throughput_ratio_at_c32']:.2f}x `mlflow models serve` "
+                f"(goal >= 3x: {_met(s['throughput_ratio_at_c32'] >= GOALS['serving'])}); our p99/p50 "
+                f"{s['p99_over_p50_at_c32']:.2f} (goal <= 2: {_met(s['p99_over_p50_at_c32'] <= GOALS['p99_over_p50'])}). "
+                f"`mlflow models serve` ran with its default {s['mlflow_workers']} worker(s).", ""]
+    return out
+
+
+def _study(s: dict) -> list[str]:
+    out = [f"### Study cost ({s['preset']} preset, k = 0 pipelines, fresh tracking store each)", "",
+           "| pipelines | wall s |", "|---|---|"]
+    out += [f"| {r['pipelines']} | {r['seconds']:.1f} |" for r in s["rows"]]
+    rerun = s["rerun"]
+    out += ["", f"Linear fit: {s['fixed_seconds']:.1f} s + {s['seconds_per_pipeline']:.1f} s per pipeline "
+                f"(r² = {s['r_squared']:.3f}). Rerun of the {rerun['pipelines']}-pipeline study: {rerun['seconds']:.1f} s "
+                f"({100 * rerun['share_of_first_run']:.0f}% of its first run), {rerun['reused']} of "
+                f"{rerun['pipelines']} pipelines reused.", ""]
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [f"## Benchmarks{' (--quick)' if results.get('quick') else ''}, {results['started']}", ""]
+    lines += _machine(results["machine"])
+    if "tiny_model" in results:
+        lines += [f"Tiny model: {results['tiny_model']}.", ""]
+    for name, render in (("training", _training), ("inference", _inference), ("serving", _serving),
+                         ("study", _study)):
+        if name in results:
+            lines += render(results[name])
+    lines.append(f"Total {results['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"

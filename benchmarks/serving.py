@@ -1,0 +1,102 @@
+"""Serving: serving/ (FastAPI, micro-batching, onnxruntime) vs `mlflow models serve` on the same ONNX
+export (the pyfunc flavour `stilts export` logs), each started with its defaults on loopback and driven
+by the bounded load generator at concurrency 1, 8 and 32. One server runs at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks import loadgen, wrk
+
+log = logging.getLogger(__name__)
+CONCURRENCY = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], ready_url: str, log_path: Path, timeout: float = 120.0):
+    """Start `cmd` (this interpreter's bin/ first on PATH: `mlflow models serve` execs `uvicorn`), wait until
+    `ready_url` answers 200, yield the process, stop it."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}; see {log_path}:\n"
+                                   f"{log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{ready_url} not ready after {timeout:.0f} s; see {log_path}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def _drive(name: str, url: str, payload: str, quick: bool, pid: int, wrk_path: str | None) -> list[dict]:
+    """Warm up, then each concurrency level: wrk for a fixed time, else the Python generator for N requests."""
+    sample = loadgen.body(payload, *loadgen.PAIRS[0])
+    loadgen.run(url, 20, 4, payload=payload)  # warm-up (and a check that the endpoint answers 200)
+    rows = []
+    for c in CONCURRENCY:
+        before = loadgen.rss_bytes(pid)
+        if wrk_path:
+            r = wrk.run(url, sample, c, 3 if quick else 10, wrk_path)
+        else:
+            r = {**loadgen.run(url, (300 if quick else 3000), c, payload=payload), "client": "python"}
+        after = loadgen.rss_bytes(pid)
+        r.update(server=name, rss_before_mb=round(before / 2**20, 1), rss_after_mb=round(after / 2**20, 1))
+        log.info("serving %s c=%d: %.0f rps, p50 %.1f ms, p99 %.1f ms, %d errors (%s)", name, c,
+                 r["throughput_rps"], r["p50_ms"], r["p99_ms"], r["errors"], r["client"])
+        rows.append(r)
+    return rows
+
+
+def run(export_dir: Path, quick: bool) -> dict:
+    from stilts_mlflow.registry import save_onnx_pyfunc
+
+    wrk_path = wrk.ensure_wrk()
+    example = [("Tom buys a big dog .", "Tom buys a large dog .")]
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        pyfunc = save_onnx_pyfunc(export_dir, tmp / "pyfunc", example)
+        port = free_port()
+        ours = [sys.executable, "-m", "serving", "--model-uri", str(export_dir), "--port", str(port)]
+        with server(ours, f"http://127.0.0.1:{port}/readyz", tmp / "ours.log") as proc:
+            rows += _drive("serving/", f"http://127.0.0.1:{port}/v1/nli", "nli", quick, proc.pid, wrk_path)
+        port = free_port()
+        theirs = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(pyfunc), "-p", str(port),
+                  "--env-manager", "local"]
+        with server(theirs, f"http://127.0.0.1:{port}/ping", tmp / "mlflow.log") as proc:
+            rows += _drive("mlflow models serve", f"http://127.0.0.1:{port}/invocations", "mlflow", quick,
+                           proc.pid, wrk_path)
+        workers = re.search(r"--workers (\d+)", (tmp / "mlflow.log").read_text())
+    by = {(r["server"], r["concurrency"]): r for r in rows}
+    top = CONCURRENCY[-1]
+    ours_top, theirs_top = by[("serving/", top)], by[("mlflow models serve", top)]
+    return {"rows": rows, "throughput_ratio_at_c32": round(ours_top["throughput_rps"] / theirs_top["throughput_rps"], 2),
+            "p99_over_p50_at_c32": round(ours_top["p99_ms"] / ours_top["p50_ms"], 2),
+            "mlflow_workers": int(workers.group(1)) if workers else None}

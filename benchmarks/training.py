@@ -1,0 +1,150 @@
+"""Training throughput: our loop (stilts_mlflow.train.train_phase) vs Hugging Face `Trainer` on the same
+model, data and hyperparameters, and the achieved FLOP/s as a share of this CPU's matmul peak (MFU).
+
+Both are timed from the call that starts training to the end of the last optimizer step: set-up and the
+first steps are inside for both; our final dev evaluation and checkpoint, which come after the last
+step, are not (Trainer here evaluates and saves nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stilts_mlflow.features import Encoded
+from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
+from stilts_mlflow.presets import ModelConfig, TrainConfig
+from stilts_mlflow.train import PhaseConfig, train_phase
+
+log = logging.getLogger(__name__)
+
+# XLM-R base's encoder (Conneau et al. 2020); the embedding table uses the local tokenizer's vocabulary,
+# which changes no matmul work in the encoder.
+XLMR_BASE = ModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_length=128,
+                        dropout=0.1)
+
+
+@dataclass(frozen=True)
+class TrainCase:
+    name: str
+    model: ModelConfig
+    kind: str  # classification (XNLI target fine-tune) | mlm (pretraining)
+    batch_size: int
+    steps: int
+    learning_rate: float = 5e-4
+
+
+def training_flops(model: ModelConfig, vocab: int, tokens: float, seq: float, predicted: float) -> float:
+    """Model FLOPs of one optimizer step: 6 x matmul parameters x tokens (forward + backward), attention
+    scores and values (12 x layers x hidden x sequence per token), and the MLM output projection on the
+    `predicted` (masked) tokens."""
+    d, f, layers = model.hidden_size, model.intermediate_size, model.num_layers
+    per_token = 6 * layers * (4 * d * d + 2 * d * f) + 12 * layers * d * seq
+    return per_token * tokens + 6 * (d * d + d * vocab) * predicted
+
+
+def _ours(case: TrainCase, model: MultiTaskModel, data: Encoded, dev: Encoded, tokenizer, work: Path) -> float:
+    dev_key = "xnli" if case.kind == "classification" else "mlm"
+    cfg = PhaseConfig("target" if case.kind == "classification" else "pretrain",
+                      TrainConfig(learning_rate=case.learning_rate, batch_size=case.batch_size, steps=case.steps,
+                                  warmup_ratio=0.1, eval_every=case.steps, checkpoint_every=case.steps))
+    ended: list[float] = []
+
+    def on_metrics(metrics: dict, step: int) -> None:
+        if step == case.steps and "train/loss" in metrics:
+            ended.append(time.perf_counter())
+
+    start = time.perf_counter()
+    train_phase(cfg, model, {dev_key: data}, {dev_key: {"en": dev}}, tokenizer, work,
+                on_metrics=on_metrics, progress=False)
+    return ended[0] - start
+
+
+def _trainer(case: TrainCase, model: torch.nn.Module, data: Encoded, tokenizer, work: Path) -> float:
+    from datasets import Dataset
+    from transformers import (DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainerCallback,
+                              TrainingArguments)
+
+    keep = ("input_ids", "labels") if case.kind == "classification" else ("input_ids",)
+    dataset = Dataset.from_list([{k: f[k] for k in keep} for f in data.features])
+    collator = (DataCollatorWithPadding(tokenizer) if case.kind == "classification"
+                else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15))
+    args = TrainingArguments(output_dir=str(work), per_device_train_batch_size=case.batch_size,
+                             learning_rate=case.learning_rate, max_steps=case.steps,
+                             warmup_steps=int(0.1 * case.steps), weight_decay=0.01, lr_scheduler_type="linear",
+                             train_sampling_strategy="group_by_length", save_strategy="no", logging_strategy="no",
+                             report_to="none", disable_tqdm=True, use_cpu=True, seed=0)
+    ended: list[float] = []
+
+    class LastStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == case.steps:
+                ended.append(time.perf_counter())
+
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[LastStep()])
+    start = time.perf_counter()
+    trainer.train()
+    return ended[0] - start
+
+
+def run_case(case: TrainCase, data: Encoded, dev: Encoded, tokenizer, peak_flops: float) -> dict:
+    """Both loops on the same freshly initialised weights; throughput, FLOP/s, MFU and the ratio."""
+    from transformers import XLMRobertaForMaskedLM
+
+    vocab = len(tokenizer)
+    torch.manual_seed(0)
+    head = HeadSpec("nli", "classification", 3) if case.kind == "classification" else HeadSpec("mlm", "mlm")
+    ours_model = MultiTaskModel(encoder_config(case.model, vocab), [head])
+    hf_model = (ours_model.to_sequence_classification() if case.kind == "classification"
+                else ours_model.to_masked_lm())
+    if isinstance(hf_model, XLMRobertaForMaskedLM):
+        hf_model.tie_weights()
+    lengths = np.array(data.lengths())
+    tokens = case.batch_size * float(lengths.mean())
+    predicted = 0.15 * tokens if case.kind == "mlm" else 0.0
+    flops = training_flops(case.model, vocab, tokens, float(lengths.mean()), predicted)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = _ours(case, ours_model, data, dev, tokenizer, Path(tmp) / "ours")
+        theirs = _trainer(case, hf_model, data, tokenizer, Path(tmp) / "trainer")
+    out = {"case": case.name, "kind": case.kind, "steps": case.steps, "batch_size": case.batch_size,
+           "mean_tokens_per_example": round(float(lengths.mean()), 1)}
+    for name, seconds in (("ours", ours), ("trainer", theirs)):
+        out[name] = {"seconds": round(seconds, 3), "examples_per_s": round(case.steps * case.batch_size / seconds, 1),
+                     "tokens_per_s": round(case.steps * tokens / seconds, 0),
+                     "gflops_per_s": round(case.steps * flops / seconds / 1e9, 2),
+                     "mfu": round(case.steps * flops / seconds / peak_flops, 4)}
+    out["speedup_vs_trainer"] = round(theirs / ours, 3)
+    log.info("training %s: ours %.1f ex/s, Trainer %.1f ex/s (x%.2f), MFU %.1f%%", case.name,
+             out["ours"]["examples_per_s"], out["trainer"]["examples_per_s"], out["speedup_vs_trainer"],
+             100 * out["ours"]["mfu"])
+    return out
+
+
+def cases(quick: bool) -> list[TrainCase]:
+    tiny = ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256, max_length=128)
+    return [
+        TrainCase("tiny, XNLI target fine-tune", tiny, "classification", 64, 60 if quick else 300),
+        TrainCase("tiny, MLM pretraining", tiny, "mlm", 64, 40 if quick else 200, 2e-3),
+        TrainCase("xlmr-base-sized (random init), XNLI target", replace(XLMR_BASE, num_layers=2 if quick else 12),
+                  "classification", 8, 3 if quick else 6, 1e-5),
+    ]
+
+
+def run(ctx, peak_flops: float, quick: bool) -> list[dict]:
+    data = ctx.encoded("xnli", "train")
+    dev = Encoded(data.task, ctx.encoded("xnli", "dev", "en").features[:64], data.labels)
+    mlm = ctx.encoded("mlm", "train", "en")
+    mlm_dev = Encoded(mlm.task, ctx.encoded("mlm", "dev", "en").features[:32], mlm.labels)
+    results = []
+    for case in cases(quick):
+        if case.model.num_layers != XLMR_BASE.num_layers and case.model.hidden_size == XLMR_BASE.hidden_size:
+            case = replace(case, name=f"{case.name} [{case.model.num_layers} of 12 layers]")
+        results.append(run_case(case, *((data, dev) if case.kind == "classification" else (mlm, mlm_dev)),
+                                ctx.tokenizer, peak_flops))
+    return results

@@ -1,0 +1,84 @@
+"""benchmarks/: wrk's report is read right, FLOPs follow the formula, the table carries every goal, and
+`python -m benchmarks.run --quick --sections training` writes results.json and results.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import report, training, wrk
+from stilts_mlflow.presets import ModelConfig
+
+WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:1/v1/nli
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    12.04ms    3.10ms   1.02s    87.06%
+    Req/Sec     2.71k   104.66     3.05k    72.50%
+  Latency Distribution
+     50%   11.10ms
+     75%   12.24ms
+     90%   14.11ms
+     99%  870.00us
+  11208 requests in 4.00s, 3.04MB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 1, write 0, timeout 2
+Requests/sec:   2802.04
+"""
+
+
+def test_wrk_report_is_parsed_with_units_and_errors():
+    r = wrk.parse(WRK_OUTPUT, 32)
+    assert r["requests"] == 11208 and r["seconds"] == 4.0 and r["throughput_rps"] == pytest.approx(2802.0)
+    assert r["p50_ms"] == pytest.approx(11.10) and r["p99_ms"] == pytest.approx(0.87) and r["max_ms"] == 1020.0
+    assert r["errors"] == 3 + 1 + 2 and r["concurrency"] == 32
+
+
+def test_wrk_report_without_percentiles_is_an_error():
+    with pytest.raises(RuntimeError, match="could not read"):
+        wrk.parse("unable to connect to 127.0.0.1:1 Connection refused", 8)
+
+
+def test_training_flops_follow_six_n_plus_attention():
+    model = ModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)
+    matmul_params = 12 * (4 * 768 * 768 + 2 * 768 * 3072)  # 84.9M: XLM-R base's encoder without embeddings
+    assert matmul_params == pytest.approx(84.9e6, rel=1e-3)
+    flops = training.training_flops(model, vocab=1000, tokens=1000, seq=128, predicted=0)
+    assert flops == 6 * matmul_params * 1000 + 12 * 12 * 768 * 128 * 1000
+    with_mlm = training.training_flops(model, vocab=1000, tokens=1000, seq=128, predicted=150)
+    assert with_mlm - flops == 6 * (768 * 768 + 768 * 1000) * 150
+
+
+def test_markdown_marks_missed_goals():
+    results = {"quick": True, "started": "now", "seconds": 1.0,
+               "machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "memory_gib": 1, "cuda": False,
+                           "matmul_peak_gflops": 100, "python": "3", "torch": "t", "transformers": "t",
+                           "onnxruntime": "o", "mlflow": "m"},
+               "serving": {"rows": [], "throughput_ratio_at_c32": 2.0, "p99_over_p50_at_c32": 1.5, "mlflow_workers": 1}}
+    table = report.markdown(results)
+    assert "throughput 2.00x" in table and "(goal >= 3x: **no**)" in table and "(goal <= 2: yes)" in table
+
+
+@pytest.mark.slow
+def test_quick_training_benchmark_writes_json_and_table(tmp_path):
+    out = tmp_path / "results.json"
+    subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "training", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=600)
+    results = json.loads(out.read_text())
+    assert results["machine"]["matmul_peak_gflops"] > 0
+    cases = {r["case"].split(",")[0]: r for r in results["training"]}
+    assert set(cases) == {"tiny", "xlmr-base-sized (random init)"}
+    for r in results["training"]:
+        for side in ("ours", "trainer"):
+            assert r[side]["examples_per_s"] > 0 and 0 < r[side]["mfu"] < 1
+        ratio = r["ours"]["examples_per_s"] / r["trainer"]["examples_per_s"]
+        assert r["speedup_vs_trainer"] == pytest.approx(ratio, rel=0.02)
+    assert "| tiny, XNLI target fine-tune |" in (tmp_path / "results.md").read_text()
+
+
+def test_unknown_section_is_one_line_not_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sections", "training,gpu",
+                           "--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown gpu" in proc.stderr and "Traceback" not in proc.stderr
