@@ -240,18 +240,21 @@ def evaluate(model_dir: str | None, **kw):
 
 @main.command()
 @_phase_options
-def pipeline(**kw):
+@click.option("--parent-run-id", default="", help="Run this pipeline as a child of that run (a study's "
+              "scaling run sets it when it submits children through an MLflow project backend).")
+def pipeline(parent_run_id: str, **kw):
     """pretrain -> intermediate -> target -> evaluate, each a nested MLflow run, finished phases reused."""
     import mlflow
 
     from stilts_mlflow.phases import run_pipeline
-    from stilts_mlflow.tracking import log_metrics
+    from stilts_mlflow.scaling.orchestrate import record_child
 
     opts = _options(kw)
-    with _command_run("pipeline", opts):
+    with _command_run("pipeline", opts) as run:
+        if parent_run_id:
+            mlflow.set_tag("mlflow.parentRunId", parent_run_id)
         result = run_pipeline(opts)
-        log_metrics(result["metrics"])
-        mlflow.set_tag("stilts.target_run", result["target"].run_id)
+        record_child(opts, run.info.run_id, result)  # a study with these options reuses this run
     _print_metrics(result["evaluate"].metrics)
 
 
@@ -290,24 +293,39 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, export, no_progress):
+@click.option("--backend", type=click.Choice(["in-process", "local", "kubernetes"]), default="in-process",
+              show_default=True, help="Where child pipelines run: this process; MLflow project runs on this machine "
+              "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.")
+@click.option("--backend-config", type=click.Path(dir_okay=False), default=None,
+              help="kubernetes: MLflow's backend config JSON (deploy/kubernetes/backend.json).")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Child pipelines running at once (local and kubernetes backends).")
+@click.option("--render-jobs", type=click.Path(file_okay=False), default=None,
+              help="kubernetes: write one Job manifest per child pipeline still to run into this directory and "
+                   "stop (no image build, no cluster).")
+def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, export, no_progress, backend,
+            backend_config, max_parallel, render_jobs):
     """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry."""
     from stilts_mlflow.phases import Options
-    from stilts_mlflow.scaling.design import StudyDesign
     from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
+    from stilts_mlflow.scaling.design import StudyDesign
+    from stilts_mlflow.scaling.launch import LaunchConfig
     from stilts_mlflow.scaling.orchestrate import run_study
 
     design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
+    launch = LaunchConfig(backend, backend_config, max_parallel)
+    if render_jobs:
+        return _render_jobs(design, base, launch, Path(render_jobs))
     with _command_run("scaling", base):
         import mlflow
 
         mlflow.set_tags({"stilts.subset": "study", "stilts.k": sizes, "stilts.seed": seeds})  # not one pipeline's
         mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
                            "budget": budget, "sampler": sampler, "design_seed": design_seed,
-                           "pipelines": len(design.runs())})
-        result = run_study(design, base, Path(out), progress=not no_progress, export=export)
+                           "pipelines": len(design.runs()), "backend": backend, "max_parallel": max_parallel})
+        result = run_study(design, base, Path(out), progress=not no_progress, export=export, launch=launch)
     analysis = result["analysis"]
     click.echo(f"verdict: {analysis.verdict}")
     for line in analysis.evidence:
@@ -318,6 +336,26 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
                f"{MODEL_NAME}: {len(result['aliases'])} aliases, champion = version {result['aliases']['champion']}")
     if result["onnx_aliases"]:
         click.echo(f"{ONNX_MODEL_NAME}: champion = version {result['onnx_aliases']['champion']}")
+
+
+def _render_jobs(design, base, launch, out: Path) -> None:
+    """The Kubernetes Jobs a study would submit for its unfinished children, as YAML files."""
+    import yaml
+
+    from stilts_mlflow import tracking
+    from stilts_mlflow.scaling.launch import render_kubernetes_jobs
+    from stilts_mlflow.scaling.orchestrate import finished_child
+
+    if launch.backend != "kubernetes":
+        raise ValueError("--render-jobs renders Kubernetes Jobs: give --backend kubernetes --backend-config FILE")
+    experiment_id = tracking.setup()
+    children = [o for o in (replace(base, tasks=s, seed=seed, progress=False) for s, seed in design.runs())
+                if finished_child(o) is None]
+    jobs = render_kubernetes_jobs(children, launch.backend_config, "SCALING_RUN_ID", experiment_id)
+    out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        (out / f"{job['metadata']['name']}.yaml").write_text(yaml.safe_dump(job, sort_keys=False))
+    click.echo(f"{len(jobs)} Kubernetes Jobs ({len(design.runs()) - len(jobs)} pipelines already finished) in {out}/")
 
 
 @main.command()

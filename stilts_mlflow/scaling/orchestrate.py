@@ -4,6 +4,7 @@ analysis and report logged to the parent, and each subset's best model registere
 Every phase is cached by its `stilts.key` (phases.py), and every child pipeline by the key of its
 options: a finished child is reused as is, so rerunning the study recomputes nothing and an
 interrupted study continues where it stopped (an unfinished phase resumes from its checkpoint).
+Children run in this process, or through MLflow project backends (local, kubernetes: launch.py).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from stilts_mlflow import tracking
-from stilts_mlflow.phases import Options, run_pipeline, subset_name
+from stilts_mlflow.phases import Context, Options, run_pipeline, run_pretrain, subset_name
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.design import StudyDesign
+from stilts_mlflow.scaling.launch import LaunchConfig, run_submitted
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "pipeline_result.json"
@@ -35,41 +37,83 @@ def child_key(opts: Options) -> str:
     return tracking.make_key(kind="pipeline", options=asdict(replace(opts, progress=True)))
 
 
+def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {"subset": list(opts.tasks), "k": len(opts.tasks), "seed": opts.seed, "run_id": run_id,
+            "target_run": result["target"].run_id, "metrics": result["metrics"]}
+
+
+def record_child(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Inside the child's own run: its key and result row, which the study reads back (any backend)."""
+    row = child_row(opts, run_id, result)
+    tracking.log_metrics(result["metrics"])
+    mlflow.set_tags({tracking.TAG + "key": child_key(opts), "stilts.target_run": result["target"].run_id})
+    mlflow.log_dict(row, RESULT_FILE)
+    return row
+
+
+def finished_child(opts: Options) -> dict[str, Any] | None:
+    """The row of a finished child pipeline with these options, if there is one."""
+    done = tracking.find_run(child_key(opts))
+    if done is None:
+        return None
+    path = mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path=RESULT_FILE)
+    return json.loads(Path(path).read_text())
+
+
 def run_child(opts: Options) -> tuple[dict[str, Any], bool]:
-    """One pipeline as a nested run (reused when a finished one has the same key)."""
-    key = child_key(opts)
-    done = tracking.find_run(key)
-    if done is not None:
-        path = mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path=RESULT_FILE)
-        return json.loads(Path(path).read_text()), True
+    """One pipeline as a nested run of this process (reused when a finished one has the same key)."""
+    row = finished_child(opts)
+    if row is not None:
+        return row, True
     subset = subset_name(opts.tasks)
     tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
-    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=key) as run:
-        result = run_pipeline(opts)
-        tracking.log_metrics(result["metrics"])
-        row = {"subset": list(opts.tasks), "k": len(opts.tasks), "seed": opts.seed, "run_id": run.info.run_id,
-               "target_run": result["target"].run_id, "metrics": result["metrics"]}
-        mlflow.set_tag("stilts.target_run", result["target"].run_id)
-        mlflow.log_dict(row, RESULT_FILE)
+    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts)) as run:
+        row = record_child(opts, run.info.run_id, run_pipeline(opts))
     return row, False
 
 
-def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool = True,
-              export: bool = True) -> dict[str, Any]:
-    """Run (or reuse) every pipeline of the design inside the active run, then analyse, report, register
-    each subset's best and (with `export`) give every registered version its ONNX twin."""
-    runs = design.runs()
-    rows, reused = [], 0
-    start = time.monotonic()
-    with tqdm(total=len(runs), desc="study", unit="pipeline", disable=not progress) as bar:
-        for subset, seed in runs:
-            row, was_reused = run_child(replace(base, tasks=subset, seed=seed, progress=False))
-            rows.append(row)
-            reused += was_reused
-            log.info("pipeline %d/%d k=%d %s seed %d: XNLI test avg %.4f, dev avg %.4f%s", len(rows), len(runs),
-                     row["k"], subset_name(subset), seed, row["metrics"]["test/accuracy.avg"], dev_avg(row),
-                     " (reused)" if was_reused else "")
+def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress: bool
+              ) -> tuple[list[dict[str, Any]], int]:
+    """Every child's row in design order, finished ones reused, the rest run on `launch`'s backend."""
+    options = [replace(base, tasks=subset, seed=seed, progress=False) for subset, seed in design.runs()]
+    rows: list[dict[str, Any] | None] = [None] * len(options)
+    reused = 0
+    with tqdm(total=len(options), desc="study", unit="pipeline", disable=not progress) as bar:
+
+        def done(i: int, row: dict[str, Any], was_reused: bool) -> None:
+            rows[i] = row
+            log.info("pipeline %d/%d k=%d %s seed %d: XNLI test avg %.4f, dev avg %.4f%s", i + 1, len(options),
+                     row["k"], subset_name(tuple(row["subset"])), row["seed"], row["metrics"]["test/accuracy.avg"],
+                     dev_avg(row), " (reused)" if was_reused else "")
             bar.update(1)
+
+        if launch.backend == "in-process":
+            for i, opts in enumerate(options):
+                row, was_reused = run_child(opts)
+                reused += was_reused
+                done(i, row, was_reused)
+        else:
+            pending = []
+            for i, opts in enumerate(options):
+                row = finished_child(opts)
+                if row is None:
+                    pending.append((i, opts))
+                else:
+                    reused += 1
+                    done(i, row, True)
+            if pending and base.resolve().pretrain is not None and base.pretrain == "auto":
+                run_pretrain(base, Context(base.resolve()))  # shared: trained once here, not in every child
+            run_submitted(pending, launch, mlflow.active_run().info.run_id, finished_child,
+                          lambda i, row: done(i, row, False))
+    return [r for r in rows if r is not None], reused
+
+
+def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool = True,
+              export: bool = True, launch: LaunchConfig = LaunchConfig()) -> dict[str, Any]:
+    """Run (or reuse) every pipeline of the design (on `launch`'s backend), then analyse, report, register
+    each subset's best and (with `export`) give every registered version its ONNX twin."""
+    start = time.monotonic()
+    rows, reused = _children(design, base, launch, progress)
     observations = [Observation(tuple(r["subset"]), r["seed"], r["metrics"]["test/accuracy.avg"]) for r in rows]
     analysis = analyse(observations)
     per_language = language_means(rows)

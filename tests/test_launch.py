@@ -1,0 +1,123 @@
+"""Study orchestration beyond one process: Kubernetes Jobs rendered by MLflow's backend code and checked
+against the Kubernetes API models, the local project backend with parallel children, and a study killed
+with SIGKILL midway that, rerun, retrains nothing finished and reports what an uninterrupted study does."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes.client import ApiClient
+
+from stilts_mlflow.scaling.design import StudyDesign
+from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, entry_parameters
+from stilts_mlflow.phases import Options
+from test_pipeline import by_phase, runs, stilts
+
+PROJECT = Path(__file__).resolve().parents[1]
+BACKEND = str(PROJECT / "deploy" / "kubernetes" / "backend.json")
+
+
+def _as_v1_job(manifest: dict):
+    """Deserialize into kubernetes' V1Job (required fields and types checked) and back: a field the API
+    does not know would be dropped on the way, so the round trip must give the manifest back."""
+    api = ApiClient()
+    job = api._ApiClient__deserialize(manifest, "V1Job")
+    assert api.sanitize_for_serialization(job) == manifest
+    return job
+
+
+def test_kubernetes_jobs_render_without_a_cluster_and_match_the_api(tmp_path):
+    out = tmp_path / "jobs"
+    proc = stilts(["scaling", "--preset", "smoke", "--sizes", "0-1", "--seeds", "0,1", "--backend", "kubernetes",
+                   "--backend-config", BACKEND, "--render-jobs", str(out)], tmp_path, tmp_path / "cache",
+                  extra_env={"KUBE_MLFLOW_TRACKING_URI": "http://tracking.stilts.svc:5000"})
+    assert "20 Kubernetes Jobs (0 pipelines already finished)" in proc.stdout, proc.stdout
+    manifests = [yaml.safe_load(p.read_text()) for p in sorted(out.glob("*.yaml"))]
+    assert len(manifests) == 20  # k = 0 (1 subset) and k = 1 (9) x 2 seeds
+    seen = Counter()
+    for manifest in manifests:
+        job = _as_v1_job(manifest)
+        assert job.kind == "Job" and job.spec.template.spec.restart_policy == "Never"
+        (container,) = job.spec.template.spec.containers
+        assert container.image.startswith("registry.example.org/stilts/stilts-train@sha256:")
+        assert container.command[:4] == ["python", "-m", "stilts_mlflow", "pipeline"]
+        args = dict(zip(container.command[4::2], container.command[5::2]))
+        seen[(args["--tasks"], args["--seed"])] += 1
+        env = {e.name: e.value for e in container.env}
+        assert env["MLFLOW_TRACKING_URI"] == "http://tracking.stilts.svc:5000"  # MLflow's KUBE_ override
+        assert {"MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "STILTS_CACHE"} <= set(env)
+    design = StudyDesign(sizes=(0, 1), subsets_per_size=3, seeds=(0, 1))
+    assert seen == Counter((",".join(s) or "none", str(seed)) for s, seed in design.runs())
+
+
+def test_kubernetes_project_has_the_pipeline_entry_point_with_the_study_parameters():
+    from mlflow.projects import _project_spec
+
+    project = _project_spec.load_project(str(KUBERNETES_PROJECT))
+    assert project.docker_env["image"] == "stilts-train"
+    params = entry_parameters(Options(preset="smoke", tasks=("mnli", "squad"), seed=2), "abc123")
+    command = project.get_entry_point("pipeline").compute_command(params, None)
+    assert "--tasks mnli,squad" in command and "--seed 2" in command and "--parent-run-id abc123" in command
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "slurm"}, "unknown backend 'slurm'"),
+    ({"backend": "kubernetes"}, "needs --backend-config"),
+    ({"backend": "kubernetes", "backend_config": "nope.json"}, "nope.json does not exist"),
+    ({"max_parallel": 0}, "at least 1"),
+])
+def test_launch_config_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LaunchConfig(**kwargs)
+
+
+def test_bad_backend_is_one_line_not_a_traceback(tmp_path):
+    proc = stilts(["scaling", "--preset", "smoke", "--backend", "kubernetes"], tmp_path, tmp_path / "cache",
+                  check=False)
+    assert proc.returncode != 0 and "needs --backend-config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+STUDY = ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1,2,3", "--no-export", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_local_backend_runs_children_in_parallel_as_child_runs_and_reuses_them(tmp_path):
+    first = stilts(STUDY + ["--backend", "local", "--max-parallel", "2"], tmp_path, tmp_path / "cache")
+    assert "pipelines: 4 (0 reused)" in first.stdout, first.stdout
+    all_runs = runs(tmp_path)
+    (parent,) = by_phase(all_runs, "scaling")
+    children = by_phase(all_runs, "pipeline")
+    assert len(children) == 4 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["stilts.seed"] for c in children} == {"0", "1", "2", "3"}
+    assert len(by_phase(all_runs, "pretrain")) == 1  # trained once by the study, reused by every child
+    assert parent.data.params["backend"] == "local" and parent.data.params["max_parallel"] == "2"
+    again = stilts(STUDY + ["--backend", "local", "--max-parallel", "2"], tmp_path, tmp_path / "cache")
+    assert "pipelines: 4 (4 reused)" in again.stdout
+    assert len(by_phase(runs(tmp_path), "pipeline")) == 4
+
+
+@pytest.mark.slow
+def test_study_killed_midway_resumes_without_retraining_and_reports_the_same(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    whole.mkdir(), broken.mkdir()
+    stilts(STUDY, whole, whole / "cache")
+    killed = stilts(STUDY, broken, broken / "cache", extra_env={"STILTS_FAULT_KILL_AT": "target:9#3"}, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    done_before = {r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target") if r.info.status == "FINISHED"}
+    assert len(done_before) == 2  # the first two pipelines finished before the kill
+    resumed = stilts(STUDY, broken, broken / "cache")
+    assert "pipelines: 4 (2 reused)" in resumed.stdout, resumed.stdout
+    targets = Counter(r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target"))
+    assert all(targets[key] == 1 for key in done_before)  # nothing finished was trained again
+    assert "resuming from step 6" in resumed.stderr  # the killed pipeline's target phase, from its checkpoint
+
+    def numbers(cwd: Path) -> dict:
+        summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
+        return {"curve": summary["curve"], "verdict": summary["verdict"],
+                "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"])}
+
+    assert numbers(broken) == numbers(whole)
