@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -24,7 +25,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-from stilts_mlflow import tracking
+from stilts_mlflow import distributed, tracking
 from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
@@ -199,6 +200,8 @@ def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any
     """Reuse a finished run with this key, else run `body(work_dir)` in a (resumed) run."""
     work = cache_dir() / "runs" / key
     work.mkdir(parents=True, exist_ok=True)
+    if distributed.world_size() > 1:
+        return _run_phase_ranks(phase, key, work, params, tags, body)
     with open(work / "lock", "w") as lock:
         # One process per phase key: a concurrent pipeline waits here, then reuses the finished run. The
         # OS drops the lock when its holder dies (even by SIGKILL), so a RUNNING run found while holding
@@ -207,8 +210,28 @@ def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any
         return _run_phase_locked(phase, key, work, params, tags, body)
 
 
+def _run_phase_ranks(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
+                     body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+    """A multi-process launch: rank 0 decides (reuse or train) and tracks; every rank trains along."""
+    reused = None
+    if distributed.is_main():
+        done = tracking.find_run(key)
+        reused = None if done is None else _run_phase_locked(phase, key, work, params, tags, body)
+    reused = distributed.broadcast(reused)
+    if reused is not None:
+        return reused
+    if distributed.is_main():
+        out = _run_phase_locked(phase, key, work, params, tags, body)
+    else:  # same steps, outputs written by rank 0 only (this rank's go to a scratch directory)
+        with tempfile.TemporaryDirectory() as scratch:
+            body(work, Path(scratch))
+        out = None
+    distributed.barrier()
+    return distributed.broadcast(out)
+
+
 def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-                      body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
+                      body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
     out_dir = work / "output"
     done = tracking.find_run(key)
     if done is not None:
@@ -220,7 +243,7 @@ def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], 
     with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        metrics = body(work)
+        metrics = body(work, out_dir)
         (out_dir / "phase_metrics.json").write_text(json.dumps(metrics, indent=1))
         (out_dir / "DONE").write_text(key)
         mlflow.log_artifacts(str(out_dir), artifact_path="output")
@@ -254,13 +277,12 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
         raise ValueError(f"preset {preset.name} starts from {preset.model.pretrained}; it has no pretrain phase")
     key = pretrain_key(opts, preset)
 
-    def body(work: Path) -> dict[str, float]:
+    def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
         model = build_model(None, [HeadSpec("mlm", "mlm")], ctx, opts.pretrain_seed)
         train = {"mlm": _concat([ctx.encoded("mlm", "train", lang) for lang in task_languages("mlm", "train")])}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
-        out = work / "output"
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(out))
         return {"mlm_loss": result.best_metrics["mlm/loss"]}
@@ -296,14 +318,14 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
                             budget=opts.budget, mp=opts.mixed_precision)
     subset = subset_name(opts.tasks)
 
-    def body(work: Path) -> dict[str, float]:
+    def body(work: Path, out: Path) -> dict[str, float]:
         for t in opts.tasks:
             tracking.log_inputs(ctx.input_files(t, "train"), "train")
         model = build_model(init, [head_for(t, ctx) for t in opts.tasks], ctx, opts.seed)
         train = {t: ctx.encoded(t, "train") for t in opts.tasks}
         dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
         result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
-        save_multitask(model, ctx.tokenizer, work / "output")
+        save_multitask(model, ctx.tokenizer, out)
         return result.best_metrics
 
     return _run_phase("intermediate", key, {"tasks": ",".join(opts.tasks), "seed": opts.seed, "sampler": opts.sampler,
@@ -318,14 +340,14 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
     key = tracking.make_key(phase="target", init=init_key, train=asdict(tc), seed=opts.seed, select=opts.select,
                             mp=opts.mixed_precision)
 
-    def body(work: Path) -> dict[str, float]:
+    def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
         tracking.log_inputs(ctx.input_files("xnli", "dev"), "dev")
         model = build_model(init, [head_for("xnli", ctx)], ctx, opts.seed)
         train = {"xnli": ctx.encoded("xnli", "train")}
         dev = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
         result = _train("target", opts, tc, ctx, model, train, dev, work, opts.seed)
-        model.save_sequence_classification(work / "output", ctx.tokenizer)
+        model.save_sequence_classification(out, ctx.tokenizer)
         return result.best_metrics
 
     return _run_phase("target", key, {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
@@ -336,7 +358,7 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
 def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) -> PhaseOutput:
     key = tracking.make_key(phase="evaluate", model=model_key, data=data_key(ctx.preset.data))
 
-    def body(work: Path) -> dict[str, float]:
+    def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "test"), "test")
         model = MultiTaskModel.from_sequence_classification(model_dir)
         sets = {lang: ctx.encoded("xnli", "test", lang) for lang in task_languages("xnli", "test")}
@@ -347,7 +369,6 @@ def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) ->
         fig = report_figure(metrics, confusion, f"zero-shot XNLI test ({ctx.preset.name}"
                             f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})")
         mlflow.log_figure(fig, "xnli_test_accuracy.png")
-        out = work / "output"
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion": confusion}, indent=1))
         return metrics
@@ -367,7 +388,11 @@ def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
 
 def run_pipeline(opts: Options) -> dict[str, Any]:
     """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
-    ctx = Context(opts.resolve())
+    if distributed.is_main():
+        ctx = Context(opts.resolve())  # builds the data and tokenizer caches once
+    distributed.barrier()
+    if not distributed.is_main():
+        ctx = Context(opts.resolve())
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     return {"target": target, "evaluate": ev, "metrics": {**{f"dev/{k}": v for k, v in target.metrics.items()},

@@ -29,6 +29,10 @@ TAG = "stilts."
 
 
 def setup(experiment: str | None = None) -> str:
+    from stilts_mlflow import distributed
+
+    if not distributed.is_main():
+        distributed.private_tracking()  # only rank 0 of a multi-process launch tracks
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
