@@ -197,7 +197,7 @@ class PhaseOutput:
 
 def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any],
                body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
-    """Reuse a finished run with this key, else run `body(work_dir)` in a (resumed) run."""
+    """Reuse a finished run with this key, else run `body(work_dir, output_dir)` in a (resumed) run."""
     work = cache_dir() / "runs" / key
     work.mkdir(parents=True, exist_ok=True)
     if distributed.world_size() > 1:
