@@ -213,15 +213,11 @@ def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any
 def _run_phase_ranks(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
                      body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
     """A multi-process launch: rank 0 decides (reuse or train) and tracks; every rank trains along."""
-    reused = None
-    if distributed.is_main():
-        done = tracking.find_run(key)
-        reused = None if done is None else _run_phase_locked(phase, key, work, params, tags, body)
-    reused = distributed.broadcast(reused)
+    reused = distributed.broadcast(_finished(phase, key, work) if distributed.is_main() else None)
     if reused is not None:
         return reused
     if distributed.is_main():
-        out = _run_phase_locked(phase, key, work, params, tags, body)
+        out = _run_new(phase, key, work, params, tags, body)
     else:  # same steps, outputs written by rank 0 only (this rank's go to a scratch directory)
         with tempfile.TemporaryDirectory() as scratch:
             body(work, Path(scratch))
@@ -230,16 +226,28 @@ def _run_phase_ranks(phase: str, key: str, work: Path, params: dict[str, Any], t
     return distributed.broadcast(out)
 
 
+def _finished(phase: str, key: str, work: Path) -> PhaseOutput | None:
+    """The output of a finished run with this key (local copy, else its logged artifacts), if there is one."""
+    done = tracking.find_run(key)
+    if done is None:
+        return None
+    out_dir = work / "output"
+    path = out_dir if (out_dir / "DONE").exists() else Path(
+        mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+    log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
+    metrics = json.loads((path / "phase_metrics.json").read_text())
+    return PhaseOutput(key, path, done.info.run_id, True, metrics)
+
+
 def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
                       body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+    return _finished(phase, key, work) or _run_new(phase, key, work, params, tags, body)
+
+
+def _run_new(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
+             body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+    """`body` in a new (or resumed, if unfinished) run of this key; its output logged as artifacts."""
     out_dir = work / "output"
-    done = tracking.find_run(key)
-    if done is not None:
-        path = out_dir if (out_dir / "DONE").exists() else Path(
-            mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
-        log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
-        metrics = json.loads((path / "phase_metrics.json").read_text())
-        return PhaseOutput(key, path, done.info.run_id, True, metrics)
     with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:
         if out_dir.exists():
             shutil.rmtree(out_dir)
