@@ -344,13 +344,12 @@ def _render_jobs(design, base, launch, out: Path) -> None:
 
     from stilts_mlflow import tracking
     from stilts_mlflow.scaling.launch import render_kubernetes_jobs
-    from stilts_mlflow.scaling.orchestrate import finished_child
+    from stilts_mlflow.scaling.orchestrate import child_options, finished_child
 
     if launch.backend != "kubernetes":
         raise ValueError("--render-jobs renders Kubernetes Jobs: give --backend kubernetes --backend-config FILE")
     experiment_id = tracking.setup()
-    children = [o for o in (replace(base, tasks=s, seed=seed, progress=False) for s, seed in design.runs())
-                if finished_child(o) is None]
+    children = [o for o in child_options(design, base) if finished_child(o) is None]
     jobs = render_kubernetes_jobs(children, launch.backend_config, "SCALING_RUN_ID", experiment_id)
     out.mkdir(parents=True, exist_ok=True)
     for job in jobs:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from netutil import free_port
 from test_pipeline import by_phase, runs, stilts
 
 ARTIFACTS = Path(os.environ.get("STILTS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
@@ -40,12 +40,6 @@ def chromium() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _browse(browser: str, url: str, screenshot: Path, profile: Path) -> str:
     """The page's DOM after its scripts ran, and a screenshot of it."""
     common = [browser, *FLAGS, f"--user-data-dir={profile}"]
@@ -66,7 +60,7 @@ def test_mlflow_ui_shows_the_study_and_its_report_plot(tmp_path):
            tmp_path, tmp_path / "cache")
     (scaling,) = by_phase(runs(tmp_path), "scaling")
     experiment, run_id = scaling.info.experiment_id, scaling.info.run_id
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
                            f"sqlite:///{tmp_path / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],

@@ -4,13 +4,14 @@ the serve image answers NLI on loopback without torch; the train image runs the 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="docker needs root here")]
@@ -33,12 +34,6 @@ def images(exported):
     return {t: json.loads(docker("image", "inspect", f"stilts-{t}").stdout)[0] for t in ("serve", "train")}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> dict:
     req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -52,7 +47,7 @@ def test_serve_image_answers_without_torch(images):
     no_torch = docker("run", "--rm", "--network", "none", "--entrypoint", "python", "stilts-serve", "-c", "import torch",
                       check=False)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
-    port = _port()
+    port = free_port()
     name = f"stilts-serve-test-{port}"
     docker("run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", "stilts-serve")
     try:

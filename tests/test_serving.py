@@ -3,7 +3,6 @@ server keeps serving), micro-batching, start-up errors, and a bounded load test 
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from netutil import free_port
 from serving.app import create_app, model_info
 from serving.batching import MicroBatcher
 from serving.engine import NLIEngine
@@ -138,12 +138,6 @@ def _serve(args, env, port):
     return proc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_unknown_alias_at_start_up_is_a_clear_error(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -160,7 +154,7 @@ def test_bounded_load_on_loopback(exported):
 
     from benchmarks import loadgen
 
-    port = _free_port()
+    port = free_port()
     proc = _serve(["--model-uri", str(exported[0])], dict(os.environ), port)
     try:
         for _ in range(300):

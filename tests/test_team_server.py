@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from netutil import free_port
 from test_pipeline import stilts
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tracking_server.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _postgres_available() -> str | None:
@@ -41,7 +35,7 @@ def team_server():
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="stilts-team-"))  # not pytest's tmp_path: the postgres user must enter it
     root.chmod(0o755)
-    pg_port, port = _free_port(), _free_port()
+    pg_port, port = free_port(), free_port()
     start = subprocess.run(["bash", str(SCRIPT), "start", str(root), str(pg_port), str(port)], capture_output=True,
                            text=True, timeout=600)
     if start.returncode == 3:  # the script's exit code for "PostgreSQL cannot be installed"

@@ -72,10 +72,15 @@ def run_child(opts: Options) -> tuple[dict[str, Any], bool]:
     return row, False
 
 
+def child_options(design: StudyDesign, base: Options) -> list[Options]:
+    """The options of each child pipeline of the design, in design order."""
+    return [replace(base, tasks=subset, seed=seed, progress=False) for subset, seed in design.runs()]
+
+
 def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress: bool
               ) -> tuple[list[dict[str, Any]], int]:
     """Every child's row in design order, finished ones reused, the rest run on `launch`'s backend."""
-    options = [replace(base, tasks=subset, seed=seed, progress=False) for subset, seed in design.runs()]
+    options = child_options(design, base)
     rows: list[dict[str, Any] | None] = [None] * len(options)
     reused = 0
     with tqdm(total=len(options), desc="study", unit="pipeline", disable=not progress) as bar:
