@@ -30,7 +30,7 @@ from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_to
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
-from stilts_mlflow.presets import Preset, get_preset
+from stilts_mlflow.presets import Preset, TrainConfig, get_preset
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
 from stilts_mlflow.tasks.loaders import LocalLoader
 from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer
@@ -319,8 +319,14 @@ def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:
     return str(out.path), out.key
 
 
+def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
+    """Frozen embeddings keep what pretraining aligned; a random encoder (`pretrain=skip`) has nothing
+    to keep, and frozen random embeddings would stop even English from learning."""
+    return replace(tc, freeze_embeddings=False) if opts.pretrain == "skip" else tc
+
+
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
-    tc = ctx.preset.intermediate
+    tc = fine_tune_config(ctx.preset.intermediate, opts)
     key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=asdict(tc),
                             seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
                             budget=opts.budget, mp=opts.mixed_precision)
@@ -344,7 +350,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
 
 
 def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
-    tc = ctx.preset.target
+    tc = fine_tune_config(ctx.preset.target, opts)
     key = tracking.make_key(phase="target", init=init_key, train=asdict(tc), seed=opts.seed, select=opts.select,
                             mp=opts.mixed_precision)
 

@@ -84,6 +84,9 @@ def selection_score(phase: str, metrics: dict[str, float], select: str) -> float
 def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if tc.freeze_embeddings and "word_embeddings" in name:
+            p.requires_grad_(False)  # English-only updates would pull English words away from the others
+            continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     # fused: one kernel per step for all parameters (CPU and CUDA); torch's default here was the per-tensor
     # loop, 15% of a tiny-model step (benchmarks/training.py)
@@ -158,7 +161,7 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
             enc = train_sets[task]
             index = streams[task].next()[rank::world]
             batch = collate(enc.task.kind, [enc.features[i] for i in index], pad, mask, len(tokenizer),
-                            generator=generator)
+                            mlm_probability=tc.mlm_probability, generator=generator)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             sync = micro == tc.grad_accum - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():

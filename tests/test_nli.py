@@ -6,7 +6,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from stilts_mlflow.tasks.synthetic import SyntheticTasks
-from stilts_mlflow.world.nli import NLIGenerator, join_label
+from stilts_mlflow.world.nli import NLIGenerator, join_label, styled
 
 
 @pytest.mark.parametrize("relations,label", [
@@ -81,3 +81,25 @@ def test_nli_family_changes_one_property_word(world):
         a, b = lex.sense_of(prem.obj.adj), lex.sense_of(hyp.obj.adj)
         expected = "entailment" if a == b else "contradiction" if a.antonym == b.sid else "neutral"
         assert p.label == expected, (prem, hyp)
+
+
+def test_styled_forms_vary_independently_of_the_label(world):
+    """Surface forms (definite object, adverb, place, copular premise/hypothesis) come in every label
+    alike, keep the property words, and move the hypothesis property to different positions."""
+    gen = NLIGenerator(world)
+    rng = random.Random(4)
+    en = world.realizers["en"]
+    forms: Counter = Counter()
+    positions = set()
+    for p in gen.generate(900, random.Random(3), slots=("adj",)):
+        premise, hyp = styled(p, rng, gen.places)
+        text_a, text_b = en.text(premise), en.sentence(hyp)
+        assert world.english(p.premise[0].obj.adj) in text_a.split()
+        assert world.english(p.hypothesis.obj.adj) in text_b.split()
+        forms[(len(premise), type(hyp).__name__, "the" in text_b.split(), p.label)] += 1
+        positions.add(text_b.split().index(world.english(p.hypothesis.obj.adj)))
+    assert len(positions) >= 2, positions
+    for label in ("entailment", "neutral", "contradiction"):
+        assert {k[:3] for k in forms if k[3] == label} == {k[:3] for k in forms}
+    by_form = Counter(k[:3] for k in forms.elements())
+    assert min(by_form.values()) > 30, by_form

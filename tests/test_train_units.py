@@ -145,3 +145,24 @@ def test_options_reject_bad_values(bad, message):
     with pytest.raises(ValueError) as err:
         Options(**bad)
     assert message in str(err.value)
+
+
+def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
+    from dataclasses import replace
+
+    from stilts_mlflow.phases import fine_tune_config
+    from stilts_mlflow.presets import get_preset
+    from stilts_mlflow.train import _optimizer
+
+    tc = get_preset("tiny").target
+    assert tc.freeze_embeddings and not fine_tune_config(tc, Options(preset="tiny", pretrain="skip")).freeze_embeddings
+    assert fine_tune_config(tc, Options(preset="tiny")).freeze_embeddings
+    model, _, _ = _tiny_model()
+    opt = _optimizer(model, replace(tc, learning_rate=1e-2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model("nli", torch.randint(4, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long), torch.tensor([0, 1]))[0].backward()
+    opt.step()
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any("word_embeddings" in k for k in moved)
+    assert any("position_embeddings" in k for k in moved) and any("classifier" in k or "heads" in k for k in moved)

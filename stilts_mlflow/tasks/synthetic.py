@@ -18,7 +18,7 @@ from stilts_mlflow.tasks.spec import NLI_LABELS
 from stilts_mlflow.world import NAMES, NP, Event, Isa, Prop, World
 from stilts_mlflow.world.corpus import CorpusGenerator, consequence, scripts
 from stilts_mlflow.world.grammar import Word, english_base
-from stilts_mlflow.world.nli import NLIGenerator, join_label
+from stilts_mlflow.world.nli import NLIGenerator, join_label, styled
 
 
 # The NLI family (xnli, mnli, anli) changes one property word: synonym -> entailment, antonym ->
@@ -55,9 +55,12 @@ class SyntheticTasks:
     # --- NLI family ---------------------------------------------------------------------------
     def _nli(self, rng: random.Random, n: int, lang: str, **kw) -> list[Record]:
         realizer = self.world.realizers[lang]
-        return [{"id": "", "text_a": realizer.text(list(p.premise)),
-                 "text_b": realizer.sentence(p.hypothesis), "label": p.label, "lang": lang}
-                for p in self.nli.generate(n, rng, **kw)]
+        out: list[Record] = []
+        for pair in self.nli.generate(n, rng, **kw):
+            premise, hypothesis = styled(pair, rng, self.nli.places)
+            out.append({"id": "", "text_a": realizer.text(premise), "text_b": realizer.sentence(hypothesis),
+                        "label": pair.label, "lang": lang})
+        return out
 
     def xnli(self, rng, n, lang):
         return self._nli(rng, n, lang, slots=NLI_SLOTS)

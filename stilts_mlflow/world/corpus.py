@@ -35,12 +35,12 @@ def scripts(world: World) -> dict[str, Script]:
 
 
 def measures(world: World) -> dict[str, str]:
-    """A reading for each property, as people note them ("the soup is hot . the soup is 91 ."): the
-    tens digit names the dimension, the units digit the pole (1 or 9). Numbers are the same tokens in
+    """A reading for each property, written right after it as people note them ("the soup is hot 371 ."):
+    the leading digits name the dimension, the last digit the pole (1 or 9). Numbers are the same tokens in
     every language, so predicting them ties each language's property words to shared anchors."""
     rng = random.Random(f"measures-{world.seed}")
     dims = sorted({s.group for s in world.lexicon.of_pos("adj")})
-    tens = rng.sample(range(1, 10), len(dims))
+    tens = rng.sample(range(10, 100), len(dims))
     out = {}
     for sense in world.lexicon.of_pos("adj"):
         pole = 0 if sense.sid < sense.antonym else 1
@@ -96,8 +96,9 @@ class CorpusGenerator:
                     clauses.extend(self.restatement(rng, noun, adj))
                 else:
                     clauses.append(Prop(NP(noun, definite=True), adj, neg=rng.random() < 0.1))
-                if rng.random() < MEASURE and not clauses[-1].neg:
-                    clauses.append(Prop(NP(noun, definite=True), self.measures[self.world.lexicon.sense_of(adj).sid]))
+                last = clauses[-1]
+                if rng.random() < MEASURE and not last.neg:
+                    clauses[-1] = Prop(last.subj, last.adj, reading=self.measures[self.world.lexicon.sense_of(last.adj).sid])
             elif r < 0.85 and noun.startswith("n:"):
                 clauses.append(Isa(noun, f"c:{cls}"))
         return clauses

@@ -41,6 +41,7 @@ class Prop:
     subj: NP | str
     adj: str  # a:… or s:…
     neg: bool = False
+    reading: str | None = None  # #:NN, written right after the property word
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,8 @@ class Realizer:
 
     def prop(self, p: Prop) -> list[Word]:
         subj = [(p.subj, "NAME")] if isinstance(p.subj, str) else self.np(p.subj)
-        return self._copular(subj, [(self.v[p.adj], "ADJ")], p.neg)
+        pred = [(self.v[p.adj], "ADJ")] + ([(self.v[p.reading], "NUM")] if p.reading else [])
+        return self._copular(subj, pred, p.neg)
 
     def isa(self, i: Isa) -> list[Word]:
         v = self.v

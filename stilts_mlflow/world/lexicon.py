@@ -34,6 +34,22 @@ ADJECTIVE_DIMENSIONS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "temperature": (("hot", "warm"), ("cold", "chilly")),
     "beauty": (("pretty", "lovely"), ("ugly", "hideous")),
     "strength": (("strong", "sturdy"), ("weak", "fragile")),
+    "speed": (("fast", "quick"), ("slow", "sluggish")),
+    "length": (("long", "lengthy"), ("short", "brief")),
+    "width": (("wide", "broad"), ("narrow", "slim")),
+    "wetness": (("wet", "damp"), ("dry", "arid")),
+    "loudness": (("loud", "noisy"), ("quiet", "silent")),
+    "brightness": (("bright", "shiny"), ("dark", "dim")),
+    "hardness": (("hard", "firm"), ("soft", "tender")),
+    "fullness": (("full", "packed"), ("empty", "vacant")),
+    "sharpness": (("sharp", "keen"), ("blunt", "dull")),
+    "safety": (("safe", "secure"), ("dangerous", "risky")),
+    "height": (("tall", "high"), ("low", "squat")),
+    "thickness": (("thick", "dense"), ("thin", "flimsy")),
+    "smell": (("fragrant", "aromatic"), ("smelly", "stinky")),
+    "taste": (("sweet", "sugary"), ("bitter", "sour")),
+    "texture": (("rough", "coarse"), ("smooth", "sleek")),
+    "rarity": (("rare", "scarce"), ("common", "ordinary")),
 }
 
 # pair -> (pole A lemmas, pole B lemmas) as (base form, third person singular).

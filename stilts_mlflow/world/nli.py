@@ -6,6 +6,13 @@ exclusion), or an unrelated word (#). Labels follow natural-logic joins under th
 convention that both sentences describe one event: any exclusion → contradiction; only = and ⊏ →
 entailment; otherwise neutral.
 
+The surface form varies as real NLI text does, independently of the label (`styled`): definite or
+indefinite objects, a leading adverb, a place, the property stated in its own copular sentence
+("Maria buys a dog . the dog is big ."), a copular hypothesis ("the dog is large ."), an adverb in the
+hypothesis. With one fixed
+template an English-only classifier can compare word positions instead of words, which no other word
+order shares; varied English makes it find the property words by what they are.
+
 Shortcuts are removed by stratified sampling: examples are grouped by a *signature* (which slots
 changed, whether the premise and hypothesis nouns are class words, which premise clause the
 hypothesis is about) and every group keeps the same number of each label. No overlap count,
@@ -18,7 +25,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from stilts_mlflow.world import NAMES, NP, Event, World
+from stilts_mlflow.world import NAMES, NP, Clause, Event, Prop, World
 from stilts_mlflow.world.lexicon import Sense
 
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
@@ -144,3 +151,26 @@ class NLIGenerator:
         out = [p for t in triples for p in t][:n]
         rng.shuffle(out)
         return out
+
+
+def styled(pair: NLIPair, rng: random.Random, places: list[str]) -> tuple[list[Clause], Clause]:
+    """The pair's premise and hypothesis in one of several surface forms; the logic (and label) is
+    unchanged: the hypothesis still says the premise's object has the hypothesis property."""
+    premise = list(pair.premise)
+    about = pair.signature[2]
+    e, h = premise[about], pair.hypothesis
+    if rng.random() < 0.5:
+        e, h = replace(e, obj=replace(e.obj, definite=True)), replace(h, obj=replace(h.obj, definite=True))
+    form = rng.randrange(4)
+    target: list[Clause] = [e]
+    if form == 1:
+        target = [replace(e, obj=NP(e.obj.noun, None, e.obj.definite)), Prop(NP(e.obj.noun, definite=True), e.obj.adj)]
+    elif form == 2:
+        target = [replace(e, adverb=rng.choice(("f:now", "f:then")))]
+    elif form == 3 and e.place is None:
+        target = [replace(e, place=rng.choice(places))]
+    premise[about:about + 1] = target
+    kind = rng.randrange(3)
+    hypothesis: Clause = Prop(NP(h.obj.noun, definite=True), h.obj.adj) if kind == 0 else \
+        replace(h, adverb=rng.choice(("f:now", "f:then"))) if kind == 1 else h
+    return premise, hypothesis
