@@ -78,7 +78,7 @@ _TINY = Preset(
     # Sized for 2 CPUs. Probes (h64, 2 layers): without dropout the synthetic NLI is learned in ~1,500 steps,
     # with 0.1 it stayed at chance that long. Cross-lingual alignment of property words (nearest English
     # neighbour of a foreign word's embedding has the same sense) needs long pretraining: at 30% masking,
-    # 3,000 steps (lr 3e-3) gave 1-17% (chance 2%), 4,500 steps 26-78%, 9,000 steps (lr 2e-3) 98-99%.
+    # 3,000 steps (lr 3e-3) gave 1-15% (chance 2%), 4,500 steps 14-77%, 9,000 steps (lr 2e-3) 94-99%.
     model=ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256, max_length=128, dropout=0.0),
     pretrain=TrainConfig(learning_rate=2e-3, batch_size=64, steps=9000, eval_every=3000, checkpoint_every=1000,
                          mlm_probability=0.3),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from stilts_mlflow.world import NAMES, NP, Clause, Event, Isa, Prop, World
 
 # What an event leads to: whether the subject then owns the object, and how the subject feels.
-MEASURE = 0.8  # share of property sentences followed by the property's reading
+MEASURE = 0.8  # share of property sentences that carry the property's reading
 RESTATE = 0.6  # share of property sentences restated by a synonym or a denied antonym
 _OWNERSHIP = {"trade:0": True, "trade:1": False, "keep:0": True, "keep:1": False, "lend:0": True, "lend:1": False}
 

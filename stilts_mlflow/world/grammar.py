@@ -41,7 +41,7 @@ class Prop:
     subj: NP | str
     adj: str  # a:… or s:…
     neg: bool = False
-    reading: str | None = None  # #:NN, written right after the property word
+    reading: str | None = None  # "#:371": a number written right after the property word
 
 
 @dataclass(frozen=True)
