@@ -9,9 +9,9 @@ entailment; otherwise neutral.
 The surface form varies as real NLI text does, independently of the label (`styled`): definite or
 indefinite objects, a leading adverb, a place, the property stated in its own copular sentence
 ("Maria buys a dog . the dog is big ."), a copular hypothesis ("the dog is large ."), an adverb in the
-hypothesis. With one fixed
-template an English-only classifier can compare word positions instead of words, which no other word
-order shares; varied English makes it find the property words by what they are.
+hypothesis. With one fixed template an English-only classifier can compare word positions instead of
+words, which no other word order shares; varied English makes it find the property words by what
+they are.
 
 Shortcuts are removed by stratified sampling: examples are grouped by a *signature* (which slots
 changed, whether the premise and hypothesis nouns are class words, which premise clause the
@@ -30,6 +30,7 @@ from stilts_mlflow.world.lexicon import Sense
 
 NLI_LABELS: tuple[str, ...] = ("entailment", "neutral", "contradiction")
 SLOTS: tuple[str, ...] = ("verb", "adj", "noun")
+ADVERBS: tuple[str, ...] = ("f:now", "f:then")  # the leading adverbs an Event may carry
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,11 @@ def styled(pair: NLIPair, rng: random.Random, places: list[str]) -> tuple[list[C
     if form == 1:
         target = [replace(e, obj=NP(e.obj.noun, None, e.obj.definite)), Prop(NP(e.obj.noun, definite=True), e.obj.adj)]
     elif form == 2:
-        target = [replace(e, adverb=rng.choice(("f:now", "f:then")))]
+        target = [replace(e, adverb=rng.choice(ADVERBS))]
     elif form == 3 and e.place is None:
         target = [replace(e, place=rng.choice(places))]
     premise[about:about + 1] = target
     kind = rng.randrange(3)
     hypothesis: Clause = Prop(NP(h.obj.noun, definite=True), h.obj.adj) if kind == 0 else \
-        replace(h, adverb=rng.choice(("f:now", "f:then"))) if kind == 1 else h
+        replace(h, adverb=rng.choice(ADVERBS)) if kind == 1 else h
     return premise, hypothesis
