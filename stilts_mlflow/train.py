@@ -175,13 +175,13 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         _fault_injection(cfg.phase, step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
-        if on_metrics and accelerator.is_main_process and (step % 10 == 0 or step == total):
+        if on_metrics and accelerator.is_main_process and (step % 50 == 0 or step == total):
             on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step)
         done = step == total
         if step % tc.eval_every == 0 or done:
             evaluate_now(step)
             model.train()
-            if tc.patience and state["bad_evals"] >= tc.patience:
+            if tc.patience and step >= tc.min_steps and state["bad_evals"] >= tc.patience:
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done = True
                 state["total"] = step

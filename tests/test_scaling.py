@@ -106,3 +106,19 @@ def test_attribution_finds_the_task_that_helps():
     assert effects["mnli"].low <= 0.05 <= effects["mnli"].high and effects["mnli"].low > 0.03
     others = [t for t in effects if t != "mnli"]
     assert sum(effects[t].low <= 0 <= effects[t].high for t in others) >= len(others) - 1
+
+
+def test_child_key_follows_the_resolved_recipe(monkeypatch):
+    """A cached child pipeline is reused only for the same options *and* the same preset recipe."""
+    from dataclasses import replace
+
+    from stilts_mlflow import presets
+    from stilts_mlflow.phases import Options
+    from stilts_mlflow.scaling.orchestrate import child_key
+
+    opts = Options(preset="smoke", tasks=("mnli",))
+    before = child_key(opts)
+    assert child_key(replace(opts, progress=False)) == before
+    smoke = presets.PRESETS["smoke"]
+    monkeypatch.setitem(presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1)))
+    assert child_key(opts) != before

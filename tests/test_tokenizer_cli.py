@@ -44,6 +44,23 @@ def test_tokenizer_keeps_frequent_words_whole(corpus):
     assert pieces / words < 1.8, pieces / words
 
 
+def test_unused_pieces_are_dropped_and_the_corpus_segments_as_before(world, corpus):
+    """Pieces no corpus text is segmented into (BPE merge intermediates) leave the vocabulary; every corpus
+    text keeps its segmentation, and every character stays (no <unk>)."""
+    from stilts_mlflow.tokenizer import _xlmr_tokenizer, bpe_pieces, drop_unused
+
+    docs, _ = corpus
+    texts = [t for d in docs.values() for t in d]
+    pieces = bpe_pieces(texts, 2000, world.alphabet())
+    kept = drop_unused(pieces, texts)
+    assert len(kept) < len(pieces)
+    full, pruned = _xlmr_tokenizer(pieces), _xlmr_tokenizer(kept)
+    assert [full.tokenize(t) for t in texts] == [pruned.tokenize(t) for t in texts]
+    vocab = pruned.get_vocab()
+    assert all(ch in vocab or "\u2581" + ch in vocab for ch in world.alphabet())
+    assert all(pruned.unk_token_id not in pruned(t)["input_ids"] for t in texts)
+
+
 def test_cli_describe_json_and_table():
     runner = CliRunner()
     result = runner.invoke(main, ["data", "describe", "--preset", "smoke", "--json"])

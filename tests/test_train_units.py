@@ -166,3 +166,21 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert not any("word_embeddings" in k for k in moved)
     assert any("position_embeddings" in k for k in moved) and any("classifier" in k or "heads" in k for k in moved)
+
+
+@pytest.mark.parametrize("min_steps,stopped_at", [(0, 4), (9, 10), (40, 20)])
+def test_early_stopping_waits_for_min_steps(world, tok, tmp_path, min_steps, stopped_at):
+    """A run whose dev score never improves (learning rate 0) stops after `patience` evaluations, but not
+    before `min_steps`: a plateau early in training is no reason to stop."""
+    from stilts_mlflow.presets import TrainConfig
+    from stilts_mlflow.train import PhaseConfig, train_phase
+
+    recs = SyntheticTasks(world).generate("xnli", "train", "en", 24)
+    enc = encode(TASKS["xnli"], recs, tok, 64)
+    cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
+    model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
+    tc = TrainConfig(learning_rate=0.0, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=1,
+                     min_steps=min_steps)
+    result = train_phase(PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
+                         tmp_path, progress=False)
+    assert result.steps == stopped_at and result.best_step == 2

@@ -34,7 +34,10 @@ RESULT_FILE = "pipeline_result.json"
 
 
 def child_key(opts: Options) -> str:
-    return tracking.make_key(kind="pipeline", options=asdict(replace(opts, progress=True)))
+    """The options and the preset they resolve to: a changed recipe (steps, learning rates, data) is a new
+    child, never a stale reuse of one trained on the old recipe."""
+    return tracking.make_key(kind="pipeline", options=asdict(replace(opts, progress=True)),
+                             preset=asdict(opts.resolve()))
 
 
 def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
