@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from stilts_mlflow.presets import DataConfig
+from stilts_mlflow.presets import DataConfig, key_fields
 from stilts_mlflow.tasks import TASKS, make_loader, task_languages
 from stilts_mlflow.tasks.spec import SPLITS
 from stilts_mlflow.world import WORLD_VERSION
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def data_key(cfg: DataConfig) -> str:
     """Hash of everything the data depend on (config + world version)."""
-    blob = json.dumps({"cfg": asdict(cfg), "world": WORLD_VERSION}, sort_keys=True)
+    blob = json.dumps({"cfg": key_fields(cfg), "world": WORLD_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

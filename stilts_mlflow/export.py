@@ -28,7 +28,10 @@ from serving.engine import CHECKSUM_FILE, META_FILE, NLIEngine, sha256_file
 log = logging.getLogger(__name__)
 
 OPSET = 18
-PARITY_TOLERANCE = 1e-4
+# fp32 export bugs show as differences of 1e-2 and more. Trained tiny models measured 2e-7 to 1e-6; a model
+# still at chance (its features nearly constant, so LayerNorm amplifies rounding) measured 1.2e-4 on an AMD
+# EPYC, with onnxruntime's kernels summing in another order than torch's.
+PARITY_TOLERANCE = 1e-3
 INT8_TOLERANCE_POINTS = 0.5  # int8 dev average within this many accuracy points of fp32 (reported either way)
 VARIANTS = {"fp32": "onnx/model.opt.onnx", "fp32-raw": "onnx/model.onnx", "int8": "onnx/model.int8.onnx"}
 

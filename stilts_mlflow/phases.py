@@ -30,7 +30,7 @@ from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_to
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
-from stilts_mlflow.presets import Preset, TrainConfig, get_preset
+from stilts_mlflow.presets import Preset, TrainConfig, get_preset, key_fields
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
 from stilts_mlflow.tasks.loaders import LocalLoader
 from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer
@@ -275,8 +275,8 @@ def _train(phase: str, opts: Options, tc, ctx: Context, model: MultiTaskModel, t
 
 def pretrain_key(opts: Options, preset: Preset) -> str:
     return tracking.make_key(phase="pretrain", data=data_key(preset.data), tokenizer=TOKENIZER_VERSION,
-                             model=asdict(preset.model),
-                             train=asdict(preset.pretrain), seed=opts.pretrain_seed, mp=opts.mixed_precision)
+                             model=key_fields(preset.model),
+                             train=key_fields(preset.pretrain), seed=opts.pretrain_seed, mp=opts.mixed_precision)
 
 
 def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
@@ -312,7 +312,7 @@ def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:
     """(init for build_model, lineage key): pretrained here, XLM-R from the hub/dir, or random."""
     preset = ctx.preset
     if opts.pretrain == "skip":
-        return None, tracking.make_key(random=True, model=asdict(preset.model), data=data_key(preset.data))
+        return None, tracking.make_key(random=True, model=key_fields(preset.model), data=data_key(preset.data))
     if preset.pretrain is None:
         return preset.model.pretrained, tracking.make_key(pretrained=preset.model.pretrained)
     out = run_pretrain(opts, ctx)
@@ -327,7 +327,7 @@ def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
 
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.intermediate, opts)
-    key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=asdict(tc),
+    key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=key_fields(tc),
                             seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
                             budget=opts.budget, mp=opts.mixed_precision)
     subset = subset_name(opts.tasks)
@@ -351,7 +351,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
 
 def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.target, opts)
-    key = tracking.make_key(phase="target", init=init_key, train=asdict(tc), seed=opts.seed, select=opts.select,
+    key = tracking.make_key(phase="target", init=init_key, train=key_fields(tc), seed=opts.seed, select=opts.select,
                             mp=opts.mixed_precision)
 
     def body(work: Path, out: Path) -> dict[str, float]:

@@ -9,7 +9,24 @@ evaluation every 1000 steps, early stop after 30 evaluations without improvement
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+def key_fields(obj: Any) -> Any:
+    """A config dataclass as a key sees it: the fields that differ from their defaults, nested configs
+    likewise. A field added later with a default leaves every existing key (and cached run) valid."""
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return obj
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if value != default:
+            out[f.name] = key_fields(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,8 @@ class TrainConfig:
     eval_every: int = 200
     patience: int = 0  # evaluations without improvement before stopping (0: never)
     min_steps: int = 0  # early stopping only from this step on (a plateau before it is no reason to stop)
+    stop_above: float = 0.0  # ... and only once the best dev score has passed this (a run still at chance is
+    # on a plateau, not done: it trains on to the end of its schedule)
     checkpoint_every: int = 200
     # Keep the word embeddings as pretraining left them (Wu & Dredze 2019, "Beto, Bentz, Becas", Sec. 5:
     # freezing the lowest layers helps zero-shot transfer); only English words get gradients otherwise.
@@ -92,9 +111,10 @@ _TINY = Preset(
     # one of four probes escaped only at step 1,400 and a 1,500-step one at lr 2e-3/3e-3 stayed on it in two
     # of four; on this 4,000-step schedule (the rate decays later) seeds 1-3 escaped at steps 750-1,250.
     # Early stopping (no better English dev in 2 evaluations) applies from step 2,500 on: with it from 1,500
-    # a k=1 run that was still on the plateau stopped there at chance.
+    # a k=1 run that was still on the plateau stopped there at chance. And only once English dev has passed
+    # 0.5 (chance 0.333): two k=2/k=4 pipelines of a study were still on the plateau at step 2,500.
     target=TrainConfig(learning_rate=1e-3, batch_size=64, steps=4000, warmup_ratio=0.1, eval_every=250,
-                       checkpoint_every=250, patience=2, min_steps=2500, freeze_embeddings=True),
+                       checkpoint_every=250, patience=2, min_steps=2500, stop_above=0.5, freeze_embeddings=True),
 )
 
 _XLMR_BASE = Preset(

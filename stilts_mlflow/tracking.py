@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
@@ -84,7 +85,8 @@ def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None,
     with ctx as run:
         if previous is not None and parent is not None:
             _adopt(previous, parent.info.run_id)
-        mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {}))
+        mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {})
+                        | {f"{TAG}torch_threads": str(torch.get_num_threads())})  # context for its timings
         if params and previous is None:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         yield run

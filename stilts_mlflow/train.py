@@ -181,7 +181,8 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         if step % tc.eval_every == 0 or done:
             evaluate_now(step)
             model.train()
-            if tc.patience and step >= tc.min_steps and state["bad_evals"] >= tc.patience:
+            if (tc.patience and step >= tc.min_steps and state["best_score"] >= tc.stop_above
+                    and state["bad_evals"] >= tc.patience):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done = True
                 state["total"] = step

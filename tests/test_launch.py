@@ -5,6 +5,7 @@ with SIGKILL midway that, rerun, retrains nothing finished and reports what an u
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 from kubernetes.client import ApiClient
 
 from stilts_mlflow.scaling.design import StudyDesign
-from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, entry_parameters
+from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, child_threads, entry_parameters
 from stilts_mlflow.phases import Options
 from test_pipeline import by_phase, runs, stilts
 
@@ -95,6 +96,8 @@ def test_local_backend_runs_children_in_parallel_as_child_runs_and_reuses_them(t
     assert {c.data.tags["stilts.seed"] for c in children} == {"0", "1", "2", "3"}
     assert len(by_phase(all_runs, "pretrain")) == 1  # trained once by the study, reused by every child
     assert parent.data.params["backend"] == "local" and parent.data.params["max_parallel"] == "2"
+    threads = os.environ.get("OMP_NUM_THREADS") or str(child_threads(2))  # cores split between 2 children
+    assert {c.data.tags["stilts.torch_threads"] for c in children} == {threads}
     again = stilts(STUDY + ["--backend", "local", "--max-parallel", "2"], tmp_path, tmp_path / "cache")
     assert "pipelines: 4 (4 reused)" in again.stdout
     assert len(by_phase(runs(tmp_path), "pipeline")) == 4

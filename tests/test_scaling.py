@@ -122,3 +122,25 @@ def test_child_key_follows_the_resolved_recipe(monkeypatch):
     smoke = presets.PRESETS["smoke"]
     monkeypatch.setitem(presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1)))
     assert child_key(opts) != before
+
+
+def test_a_new_config_field_at_its_default_keeps_every_key():
+    """Phase and data keys hash the fields that differ from their defaults: a field added later (with a
+    default) leaves cached runs reusable, a changed value does not."""
+    from dataclasses import dataclass, make_dataclass, replace
+
+    from stilts_mlflow.presets import TrainConfig, key_fields
+
+    tc = TrainConfig(steps=400, freeze_embeddings=True)
+    assert key_fields(tc) == {"steps": 400, "freeze_embeddings": True}
+    extended = make_dataclass("TrainConfig", [("new_knob", int, 0)], bases=(TrainConfig,), frozen=True)
+    assert key_fields(extended(steps=400, freeze_embeddings=True)) == key_fields(tc)
+    assert key_fields(extended(steps=400, freeze_embeddings=True, new_knob=3))["new_knob"] == 3
+    assert key_fields(replace(tc, steps=401)) != key_fields(tc)
+
+    @dataclass(frozen=True)
+    class Outer:
+        train: TrainConfig
+        name: str = "x"
+
+    assert key_fields(Outer(tc)) == {"train": {"steps": 400, "freeze_embeddings": True}}

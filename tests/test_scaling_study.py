@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from transformers import AutoModelForSequenceClassification
 
+from stilts_mlflow.export import PARITY_TOLERANCE
 from test_pipeline import by_phase, runs, stilts
 
 STUDY = ["scaling", "--preset", "smoke", "--sizes", "0-3", "--subsets-per-size", "1", "--no-progress"]
@@ -65,7 +66,7 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
         twin = client.get_model_version("stilts-xnli-onnx", version)
         source = client.get_model_version("stilts-xnli", source_aliases[alias])
         assert twin.tags["source_version"] == str(source.version) and twin.tags["subset"] == source.tags["subset"]
-        assert float(twin.tags["parity_max_abs_diff.fp32"]) <= 1e-4 and "dev.int8.accuracy.avg" in twin.tags
+        assert float(twin.tags["parity_max_abs_diff.fp32"]) <= PARITY_TOLERANCE and "dev.int8.accuracy.avg" in twin.tags
         assert len(twin.tags["sha256.model.int8.onnx"]) == 64
     # the export command on a registry alias finds the study's twin instead of exporting again
     again_export = stilts(["export", "--model-uri", "models:/stilts-xnli@champion"], tmp_path, cache)

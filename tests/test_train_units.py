@@ -168,10 +168,11 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
     assert any("position_embeddings" in k for k in moved) and any("classifier" in k or "heads" in k for k in moved)
 
 
-@pytest.mark.parametrize("min_steps,stopped_at", [(0, 4), (9, 10), (40, 20)])
-def test_early_stopping_waits_for_min_steps(world, tok, tmp_path, min_steps, stopped_at):
+@pytest.mark.parametrize("min_steps,stop_above,stopped_at", [(0, 0.0, 4), (9, 0.0, 10), (40, 0.0, 20), (0, 1.01, 20)])
+def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(world, tok, tmp_path, min_steps,
+                                                                        stop_above, stopped_at):
     """A run whose dev score never improves (learning rate 0) stops after `patience` evaluations, but not
-    before `min_steps`: a plateau early in training is no reason to stop."""
+    before `min_steps`, nor while its best score is below `stop_above`: a plateau is no reason to stop."""
     from stilts_mlflow.presets import TrainConfig
     from stilts_mlflow.train import PhaseConfig, train_phase
 
@@ -180,7 +181,7 @@ def test_early_stopping_waits_for_min_steps(world, tok, tmp_path, min_steps, sto
     cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
     model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
     tc = TrainConfig(learning_rate=0.0, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=1,
-                     min_steps=min_steps)
+                     min_steps=min_steps, stop_above=stop_above)
     result = train_phase(PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
                          tmp_path, progress=False)
     assert result.steps == stopped_at and result.best_step == 2

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from stilts_mlflow import tracking
 from stilts_mlflow.phases import Context, Options, run_pipeline, run_pretrain, subset_name
+from stilts_mlflow.presets import key_fields
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
@@ -36,8 +37,8 @@ RESULT_FILE = "pipeline_result.json"
 def child_key(opts: Options) -> str:
     """The options and the preset they resolve to: a changed recipe (steps, learning rates, data) is a new
     child, never a stale reuse of one trained on the old recipe."""
-    return tracking.make_key(kind="pipeline", options=asdict(replace(opts, progress=True)),
-                             preset=asdict(opts.resolve()))
+    return tracking.make_key(kind="pipeline", options=key_fields(replace(opts, progress=True)),
+                             preset=key_fields(opts.resolve()))
 
 
 def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
