@@ -174,7 +174,8 @@ def _command_run(name: str, opts):
     tracking.setup()
     run = mlflow.start_run(run_name=name)
     mlflow.set_tags({"stilts.phase": name, "stilts.preset": opts.preset, "stilts.seed": str(opts.seed),
-                     "stilts.subset": subset_name(opts.tasks), "stilts.k": str(len(opts.tasks))})
+                     "stilts.subset": subset_name(opts.tasks), "stilts.k": str(len(opts.tasks)),
+                     **tracking.thread_tag()})
     return run
 
 

@@ -71,6 +71,12 @@ def find_resumable(key: str):
     return None
 
 
+def thread_tag() -> dict[str, str]:
+    """How many torch threads this run trains on: context for its timings (and, float sums being summed
+    in another order, for its last digits)."""
+    return {f"{TAG}torch_threads": str(torch.get_num_threads())}
+
+
 @contextmanager
 def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None, key: str | None = None,
           nested: bool = True) -> Iterator[mlflow.ActiveRun]:
@@ -86,7 +92,7 @@ def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None,
         if previous is not None and parent is not None:
             _adopt(previous, parent.info.run_id)
         mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {})
-                        | {f"{TAG}torch_threads": str(torch.get_num_threads())})  # context for its timings
+                        | thread_tag())
         if params and previous is None:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         yield run
