@@ -288,7 +288,7 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
     def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
         model = build_model(None, [HeadSpec("mlm", "mlm")], ctx, opts.pretrain_seed)
-        train = {"mlm": _concat([ctx.encoded("mlm", "train", lang) for lang in task_languages("mlm", "train")])}
+        train = {"mlm": mlm_corpus(ctx, "train")}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
@@ -300,7 +300,9 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
                       {"preset": preset.name, "seed": opts.pretrain_seed}, body)
 
 
-def _concat(parts: list[Encoded]) -> Encoded:
+def mlm_corpus(ctx: Context, split: str) -> Encoded:
+    """The multilingual MLM corpus of `split`, every language in one set."""
+    parts = [ctx.encoded("mlm", split, lang) for lang in task_languages("mlm", split)]
     return Encoded(parts[0].task, [f for p in parts for f in p.features], parts[0].labels)
 
 
@@ -320,9 +322,9 @@ def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:
 
 
 def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
-    """Frozen embeddings keep what pretraining aligned; a random encoder (`pretrain=skip`) has nothing
-    to keep, and frozen random embeddings would stop even English from learning."""
-    return replace(tc, freeze_embeddings=False) if opts.pretrain == "skip" else tc
+    """Frozen embeddings and continued MLM keep what pretraining aligned; a random encoder (`pretrain=skip`)
+    has nothing to keep, and frozen random embeddings would stop even English from learning."""
+    return replace(tc, freeze_embeddings=False, mlm_share=0.0) if opts.pretrain == "skip" else tc
 
 
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
@@ -335,9 +337,17 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
     def body(work: Path, out: Path) -> dict[str, float]:
         for t in opts.tasks:
             tracking.log_inputs(ctx.input_files(t, "train"), "train")
-        model = build_model(init, [head_for(t, ctx) for t in opts.tasks], ctx, opts.seed)
+        heads = [head_for(t, ctx) for t in opts.tasks]
         train = {t: ctx.encoded(t, "train") for t in opts.tasks}
         dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
+        if tc.mlm_share > 0:  # continued multilingual MLM (its head comes from pretraining)
+            if ctx.preset.pretrain is None:
+                raise ValueError(f"preset {ctx.preset.name}: intermediate mlm_share needs the preset's own MLM "
+                                 "corpus, which only offline presets have")
+            tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
+            heads.append(HeadSpec("mlm", "mlm"))
+            train["mlm"] = mlm_corpus(ctx, "train")
+        model = build_model(init, heads, ctx, opts.seed)
         result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
         save_multitask(model, ctx.tokenizer, out)
         return result.best_metrics

@@ -35,6 +35,13 @@ def task_weights(sizes: dict[str, int], method: str = "proportional", temperatur
     return {t: w / total for t, w in raw.items()}
 
 
+def with_mlm(weights: dict[str, float], share: float, name: str = "mlm") -> dict[str, float]:
+    """The tasks' weights scaled to 1 - share, and `name` (continued MLM) drawn with probability share."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"mlm_share must be between 0 and 1 (exclusive), got {share}")
+    return {**{t: w * (1.0 - share) for t, w in weights.items()}, name: share}
+
+
 def choose_task(weights: dict[str, float], seed: int, step: int) -> str:
     names = sorted(weights)
     return random.Random(f"{seed}-task-{step}").choices(names, [weights[n] for n in names])[0]

@@ -32,7 +32,7 @@ from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
 from stilts_mlflow.model import MultiTaskModel
 from stilts_mlflow.presets import TrainConfig
-from stilts_mlflow.sampling import BatchStream, choose_task, task_weights
+from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,28 @@ def total_steps(cfg: PhaseConfig, train_sets: dict[str, Encoded]) -> int:
     tc = cfg.train
     if cfg.budget not in BUDGETS:
         raise ValueError(f"unknown budget {cfg.budget!r}; allowed: {', '.join(BUDGETS)}")
+    tasks = [t for t in train_sets if not _continued_mlm(cfg, t)]
     if tc.epochs > 0:
-        examples = sum(len(e.features) for e in train_sets.values())
-        return max(1, math.ceil(tc.epochs * examples / (tc.batch_size * tc.grad_accum)))
-    return tc.steps * (len(train_sets) if cfg.budget == "per-task" else 1)
+        examples = sum(len(train_sets[t].features) for t in tasks)
+        steps = math.ceil(tc.epochs * examples / (tc.batch_size * tc.grad_accum))
+        return max(1, round(steps / (1.0 - tc.mlm_share)))  # the epochs are the tasks', MLM comes on top
+    return tc.steps * (len(tasks) if cfg.budget == "per-task" else 1)
+
+
+def _continued_mlm(cfg: PhaseConfig, task: str) -> bool:
+    """`task` is continued MLM beside the phase's tasks (intermediate mlm_share), not a task of its own."""
+    return task == "mlm" and cfg.train.mlm_share > 0
+
+
+def phase_weights(cfg: PhaseConfig, train_sets: dict[str, Encoded]) -> dict[str, float]:
+    """Sampling weights: the sampler's over the tasks, continued MLM (if any) at its fixed share."""
+    sizes = {t: len(e.features) for t, e in train_sets.items() if not _continued_mlm(cfg, t)}
+    weights = task_weights(sizes, cfg.sampler, cfg.temperature, cfg.cap)
+    if cfg.train.mlm_share > 0:
+        if "mlm" not in train_sets:
+            raise ValueError(f"{cfg.phase}: mlm_share {cfg.train.mlm_share} needs an 'mlm' training set")
+        weights = with_mlm(weights, cfg.train.mlm_share)
+    return weights
 
 
 def selection_score(phase: str, metrics: dict[str, float], select: str) -> float:
@@ -116,8 +134,7 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
     streams = {t: BatchStream(t, enc.lengths(), tc.batch_size, cfg.seed) for t, enc in train_sets.items()}
-    weights = task_weights({t: len(e.features) for t, e in train_sets.items()}, cfg.sampler, cfg.temperature,
-                           cfg.cap)
+    weights = phase_weights(cfg, train_sets)
     total = total_steps(cfg, train_sets)
     optimizer = _optimizer(model, tc)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total), total)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from safetensors.torch import load_file
 
 PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
@@ -59,11 +60,19 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     inter = phases["intermediate"][0]
     assert inter.data.tags["stilts.subset"] == "ccg-mnli-squad" and inter.data.tags["stilts.k"] == "3"
     assert {"dev/mnli/accuracy", "dev/squad/f1", "dev/ccg/accuracy", "train/loss"} <= set(inter.data.metrics)
+    # continued multilingual MLM (smoke: mlm_share 0.2) trained the MLM head pretraining handed over
+    assert inter.data.params["train.mlm_share"] == "0.2"
+    client = mlflow.MlflowClient()
+    assert {"mlm-train-en", "mlm-train-sw"} <= {d.dataset.name for d in client.get_run(inter.info.run_id).inputs.dataset_inputs}
+    inter_out = cache / "runs" / inter.data.tags["stilts.key"] / "output"
+    pre_out = cache / "runs" / phases["pretrain"][0].data.tags["stilts.key"] / "output"
+    assert {"name": "mlm", "kind": "mlm", "num_labels": 0} in json.loads((inter_out / "heads.json").read_text())
+    mlm_bias = load_file(str(inter_out / "model.safetensors"))["heads.mlm.decoder.bias"]  # the bias the head uses
+    assert not torch.equal(mlm_bias, load_file(str(pre_out / "model.safetensors"))["lm_head.bias"])
     ev = phases["evaluate"][0]
     langs = ["en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur"]
     assert {f"test/accuracy_{x}" for x in langs + ["avg", "non_en_avg"]} | {"test/en_gap"} <= set(ev.data.metrics)
     assert pipe[0].data.metrics["test/accuracy_avg"] == ev.data.metrics["test/accuracy_avg"]
-    client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {"xnli_test_accuracy.png", "xnli_test_accuracy.json", "confusion_matrices.json"} <= artifacts
     confusion = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=ev.info.run_id,

@@ -11,7 +11,7 @@ from stilts_mlflow.features import collate, encode, mask_tokens
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
 from stilts_mlflow.phases import Options
 from stilts_mlflow.presets import ModelConfig
-from stilts_mlflow.sampling import BatchStream, choose_task, task_weights
+from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
 from stilts_mlflow.tasks.spec import TASKS
 from stilts_mlflow.tokenizer import load_tokenizer, train_tokenizer
 from stilts_mlflow.tasks.synthetic import SyntheticTasks
@@ -35,6 +35,27 @@ def test_task_weights():
         task_weights(sizes, "uniformish")
     with pytest.raises(ValueError, match="cap > 0"):
         task_weights(sizes, "capped")
+
+
+def test_continued_mlm_takes_its_share_and_is_no_task_of_its_own(world, tok):
+    from stilts_mlflow.presets import TrainConfig
+    from stilts_mlflow.train import PhaseConfig, phase_weights, total_steps
+
+    assert with_mlm({"a": 0.75, "b": 0.25}, 0.2) == pytest.approx({"a": 0.6, "b": 0.2, "mlm": 0.2})
+    with pytest.raises(ValueError, match="mlm_share must be between 0 and 1"):
+        with_mlm({"a": 1.0}, 1.0)
+    gen = SyntheticTasks(world)
+    sets = {t: encode(TASKS[t], gen.generate(t, "train", "en", n), tok, 64) for t, n in (("mnli", 30), ("qqp", 10))}
+    sets["mlm"] = encode(TASKS["mlm"], gen.generate("mlm", "train", "fr", 200), tok, 64)
+    cfg = PhaseConfig("intermediate", TrainConfig(steps=10, mlm_share=0.25), budget="per-task")
+    assert phase_weights(cfg, sets) == pytest.approx({"mnli": 0.5625, "qqp": 0.1875, "mlm": 0.25})
+    assert total_steps(cfg, sets) == 20  # per-task budget: two tasks; MLM rides along
+    epochs = PhaseConfig("intermediate", TrainConfig(steps=0, epochs=1.0, batch_size=10, mlm_share=0.2))
+    assert total_steps(epochs, sets) == 5  # 40 task examples = 4 batches, plus a fifth of the steps on MLM
+    plain = PhaseConfig("intermediate", TrainConfig(steps=10))
+    assert phase_weights(plain, {t: sets[t] for t in ("mnli", "qqp")}) == pytest.approx({"mnli": 0.75, "qqp": 0.25})
+    with pytest.raises(ValueError, match="needs an 'mlm' training set"):
+        phase_weights(cfg, {t: sets[t] for t in ("mnli", "qqp")})
 
 
 def test_choose_task_is_a_function_of_step_and_follows_weights():
@@ -156,6 +177,8 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
 
     tc = get_preset("tiny").target
     assert tc.freeze_embeddings and not fine_tune_config(tc, Options(preset="tiny", pretrain="skip")).freeze_embeddings
+    inter = get_preset("tiny").intermediate  # continued MLM keeps pretraining; a random encoder has none to keep
+    assert inter.mlm_share > 0 and fine_tune_config(inter, Options(preset="tiny", pretrain="skip")).mlm_share == 0
     assert fine_tune_config(tc, Options(preset="tiny")).freeze_embeddings
     model, _, _ = _tiny_model()
     opt = _optimizer(model, replace(tc, learning_rate=1e-2))
