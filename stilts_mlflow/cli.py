@@ -146,7 +146,8 @@ def _phase_options(f):
                      help="accelerate mixed precision (GPU)."),
         click.option("--pretrained", default=None, help="xlmr presets: a local XLM-R directory (save_pretrained, "
                      "with its tokenizer) instead of the hub name."),
-        click.option("--no-progress", is_flag=True, help="No progress bars."),
+        click.option("--no-progress", is_flag=True, envvar="STILTS_NO_PROGRESS",
+                     help="No progress bars (also STILTS_NO_PROGRESS=1, which a study's local-backend children get)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -148,6 +148,7 @@ def run_submitted(children: list[tuple[int, Options]], launch: LaunchConfig, par
     if launch.backend == "local":
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # children share this machine's cores
             os.environ.setdefault(var, str(child_threads(launch.max_parallel)))
+        os.environ["STILTS_NO_PROGRESS"] = "1"  # children run unattended: the study's own bar is the progress
     pending, running, failed = list(children), {}, []
     while pending or running:
         while pending and len(running) < launch.max_parallel and not failed:
