@@ -34,11 +34,12 @@ from stilts_mlflow.presets import Preset, TrainConfig, get_preset, key_fields
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
 from stilts_mlflow.tasks.loaders import LocalLoader
 from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer
-from stilts_mlflow.train import BUDGETS, PhaseConfig, train_phase
+from stilts_mlflow.train import BUDGETS, PhaseConfig, PhaseResult, train_phase
 from stilts_mlflow.sampling import SAMPLERS
 
 log = logging.getLogger(__name__)
 HEADS_FILE = "heads.json"
+ATTEMPTS = "attempts"  # target phase metrics: how many attempts (1 + restarts) it took
 PRETRAIN_CHOICES = ("auto", "skip")
 
 
@@ -259,18 +260,30 @@ def _run_new(phase: str, key: str, work: Path, params: dict[str, Any], tags: dic
 
 
 def _train(phase: str, opts: Options, tc, ctx: Context, model: MultiTaskModel, train: dict[str, Encoded],
-           dev: dict[str, dict[str, Encoded]], work: Path, seed: int):
+           dev: dict[str, dict[str, Encoded]], work: Path, seed: int, attempt: int = 0) -> PhaseResult:
+    """One training run of a phase, its dev curve and checkpoints tracked (a restart's under `restart<n>/`)."""
     cfg = PhaseConfig(phase, tc, seed=seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
                       budget=opts.budget, select=opts.select, mixed_precision=opts.mixed_precision)
+    prefix, label = (f"restart{attempt}/", f"{phase}-restart{attempt}") if attempt else ("", phase)
     result = train_phase(
-        cfg, model, train, dev, ctx.tokenizer, work / "train",
-        on_metrics=lambda m, step: tracking.log_metrics({f"dev/{k}" if "/" in k and not k.startswith("train/")
-                                                          else k: v for k, v in m.items()}, step),
-        on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, phase),
+        cfg, model, train, dev, ctx.tokenizer, work / (f"train-restart{attempt}" if attempt else "train"),
+        on_metrics=lambda m, step: tracking.log_metrics({prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/")
+                                                                   else k): v for k, v in m.items()}, step),
+        on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, label),
         progress=opts.progress)
+    if attempt:
+        mlflow.log_metrics({f"{prefix}best_step": result.best_step, f"{prefix}best_score": result.best_score})
+    return result
+
+
+def _log_best(result: PhaseResult) -> None:
     mlflow.log_metrics({"best_step": result.best_step, "steps": result.steps, "best_score": result.best_score})
     tracking.log_metrics({f"best/{k}": v for k, v in result.best_metrics.items()})
-    return result
+
+
+def restart_seed(seed: int, attempt: int) -> int:
+    """The seed of a target restart: another data order and head initialisation, the same encoder."""
+    return seed + 1000 * attempt
 
 
 def pretrain_key(opts: Options, preset: Preset) -> str:
@@ -291,6 +304,7 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
         train = {"mlm": mlm_corpus(ctx, "train")}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
+        _log_best(result)
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(out))
         return {"mlm_loss": result.best_metrics["mlm/loss"]}
@@ -349,6 +363,7 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
             train["mlm"] = mlm_corpus(ctx, "train")
         model = build_model(init, heads, ctx, opts.seed)
         result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
+        _log_best(result)
         save_multitask(model, ctx.tokenizer, out)
         return result.best_metrics
 
@@ -367,12 +382,25 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
     def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
         tracking.log_inputs(ctx.input_files("xnli", "dev"), "dev")
-        model = build_model(init, [head_for("xnli", ctx)], ctx, opts.seed)
         train = {"xnli": ctx.encoded("xnli", "train")}
         dev = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
-        result = _train("target", opts, tc, ctx, model, train, dev, work, opts.seed)
-        model.save_sequence_classification(out, ctx.tokenizer)
-        return result.best_metrics
+        best: PhaseResult | None = None
+        for attempt in range(tc.restarts + 1):
+            if attempt:
+                log.warning("target: best dev score %.4f is below %s after %d steps (still on the plateau); "
+                            "restart %d of %d with seed %d", result.best_score, tc.stop_above, result.steps,
+                            attempt, tc.restarts, restart_seed(opts.seed, attempt))
+            model = build_model(init, [head_for("xnli", ctx)], ctx, restart_seed(opts.seed, attempt))
+            result = _train("target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt),
+                            attempt)
+            if best is None or result.best_score > best.best_score:
+                best, best_attempt = result, attempt
+                model.save_sequence_classification(out, ctx.tokenizer)
+            if result.best_score >= tc.stop_above:
+                break
+        _log_best(best)
+        mlflow.log_metrics({"attempts": attempt + 1, "best_attempt": best_attempt})
+        return {**best.best_metrics, ATTEMPTS: attempt + 1}
 
     return _run_phase("target", key, {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
                       {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks),
@@ -419,5 +447,6 @@ def run_pipeline(opts: Options) -> dict[str, Any]:
         ctx = Context(opts.resolve())
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
-    return {"target": target, "evaluate": ev, "metrics": {**{f"dev/{k}": v for k, v in target.metrics.items()},
-                                                          **ev.metrics}}
+    dev = {f"dev/{k}": v for k, v in target.metrics.items() if k != ATTEMPTS}
+    return {"target": target, "evaluate": ev,
+            "metrics": {**dev, "target/attempts": target.metrics.get(ATTEMPTS, 1), **ev.metrics}}

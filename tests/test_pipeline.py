@@ -16,10 +16,12 @@ from safetensors.torch import load_file
 PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
 
 
-def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True) -> subprocess.CompletedProcess:
+def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True, prelude: str = "") -> subprocess.CompletedProcess:
+    """The CLI in a subprocess; `prelude` (Python) runs first in that process, e.g. to change a preset."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update({"STILTS_CACHE": str(cache), **(extra_env or {})})
-    proc = subprocess.run([sys.executable, "-m", "stilts_mlflow", *args], cwd=cwd, env=env, capture_output=True,
+    command = ["-c", f"{prelude}\nfrom stilts_mlflow.cli import main\nmain()"] if prelude else ["-m", "stilts_mlflow"]
+    proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"stilts {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -130,6 +132,50 @@ def test_sigkill_then_rerun_resumes_to_the_same_result(tmp_path, phase, step):
             assert all((tensors[n] == b[phase_name][fname][n]).all() for n in tensors), (phase_name, fname)
     (m1,), (m2,) = [list((c / "cache").glob("runs/*/output/metrics.json")) for c in (clean, broken)]
     assert json.loads(m1.read_text()) == json.loads(m2.read_text())
+
+
+# smoke with target restarts: no attempt can pass stop_above, so every attempt runs (1 + 1 restart)
+RESTARTING = """import dataclasses, stilts_mlflow.presets as p
+s = p.PRESETS["smoke"]
+p.PRESETS["smoke"] = dataclasses.replace(s, target=dataclasses.replace(s.target, restarts=1, stop_above=1.01))"""
+
+
+@pytest.mark.slow
+def test_target_restarts_keep_the_best_attempt_and_resume_after_sigkill(tmp_path):
+    args = ["pipeline", "--preset", "smoke", "--no-progress"]
+    clean, broken = tmp_path / "clean", tmp_path / "broken"
+    clean.mkdir()
+    broken.mkdir()
+    first = stilts(args, clean, clean / "cache", prelude=RESTARTING)
+    assert "restart 1 of 1 with seed 1000" in first.stderr
+    (target,) = by_phase(runs(clean), "target")
+    m = target.data.metrics
+    assert m["attempts"] == 2 and m["best_attempt"] in (0, 1)
+    client = mlflow.MlflowClient()
+    for prefix in ("", "restart1/"):
+        curve = client.get_metric_history(target.info.run_id, f"{prefix}dev/xnli/accuracy_en")
+        assert sorted(x.step for x in curve) == [6, 12], prefix
+    # the kept attempt is the better one by English dev, and its numbers are the phase's
+    (state1,) = (clean / "cache").glob("runs/*/train-restart1/last/trainer_state.json")
+    state0 = state1.parents[2] / "train" / "last" / "trainer_state.json"
+    scores = [json.loads(f.read_text())["best_score"] for f in (state0, state1)]
+    assert m["best_score"] == max(scores) and m["best_attempt"] == scores.index(max(scores))
+    assert json.loads(state1.read_text())["config"]["seed"] == 1000
+    names = {lm.name for lm in mlflow.search_logged_models(experiment_ids=[target.info.experiment_id],
+                                                             output_format="list")}
+    assert {"target-step12", "target-restart1-step12"} <= names
+    # the rerun of the finished pipeline reuses it: no third attempt
+    assert "restart" not in stilts(args, clean, clean / "cache", prelude=RESTARTING).stderr
+
+    # SIGKILL inside the restart (the second target run of the process), rerun: same result as uninterrupted
+    killed = stilts(args, broken, broken / "cache", {"STILTS_FAULT_KILL_AT": "target:9#2"}, check=False,
+                    prelude=RESTARTING)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = stilts(args, broken, broken / "cache", prelude=RESTARTING)
+    assert "resuming from step 6" in resumed.stderr
+    assert resumed.stdout == first.stdout
+    (again,) = by_phase(runs(broken), "target")
+    assert again.data.metrics["attempts"] == 2 and again.info.status == "FINISHED"
 
 
 @pytest.mark.slow

@@ -144,3 +144,15 @@ def test_a_new_config_field_at_its_default_keeps_every_key():
         name: str = "x"
 
     assert key_fields(Outer(tc)) == {"train": {"steps": 400, "freeze_embeddings": True}}
+
+
+def test_report_lists_the_restarted_target_phases():
+    from stilts_mlflow.scaling.report import markdown
+
+    result = analyse(_study(lambda k: 0.40 + 0.01 * k), n_boot=100)
+    runs = [{"subset": [], "k": 0, "seed": 0, "target_attempts": 1},
+            {"subset": ["squad", "anli"], "k": 2, "seed": 1, "target_attempts": 3}]
+    md = markdown(result, "study", True, runs)
+    assert "1 of 2 target phases stayed on the plateau" in md
+    assert "- k = 2 squad-anli, seed 1: 3 attempts" in md
+    assert "k = 0 none" not in md

@@ -40,6 +40,8 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     summary = json.loads((tmp_path / "scaling_report" / "summary.json").read_text())
     assert summary["synthetic"] is True and set(summary["curve"]) == {"0", "1", "2", "3"}
     assert len(summary["runs"]) == 12 and all(r["run_id"] for r in summary["runs"])
+    assert all(r["target_attempts"] == 1 for r in summary["runs"])  # smoke has no target restarts
+    assert "0 of 12 target phases stayed on the plateau" in (tmp_path / "scaling_report" / "report.md").read_text()
 
     # registry: one version per subset, aliases for subsets, sizes and the champion; transformers loads them
     client = MlflowClient()

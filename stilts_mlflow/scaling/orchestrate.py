@@ -156,4 +156,4 @@ def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
 def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {"subset": row["subset"], "k": row["k"], "seed": row["seed"], "run_id": row["run_id"],
             "target_run": row["target_run"], "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
-            "xnli_dev_avg": dev_avg(row)}
+            "xnli_dev_avg": dev_avg(row), "target_attempts": int(row["metrics"].get("target/attempts", 1))}

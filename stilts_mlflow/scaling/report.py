@@ -68,7 +68,7 @@ def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title
     return out
 
 
-def markdown(analysis: Analysis, title: str, synthetic: bool) -> str:
+def markdown(analysis: Analysis, title: str, synthetic: bool, runs: list[dict] = ()) -> str:
     lines = [f"# {title}", ""]
     if synthetic:
         lines += ["**Synthetic world**: these numbers come from the offline synthetic languages, not real XNLI.", ""]
@@ -85,6 +85,13 @@ def markdown(analysis: Analysis, title: str, synthetic: bool) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {t} | {a.mean:+.4f} | {a.low:+.4f} – {a.high:+.4f} | {a.n} |"
                   for t, a in sorted(analysis.attribution.items(), key=lambda kv: -kv[1].mean)]
+    restarted = [r for r in runs if r.get("target_attempts", 1) > 1]
+    if runs:
+        lines += ["", "## Target restarts", "",
+                  f"{len(restarted)} of {len(runs)} target phases stayed on the plateau and were restarted with "
+                  "another seed (the best attempt by dev score is kept)."]
+        lines += [f"- k = {r['k']} {'-'.join(r['subset']) or 'none'}, seed {r['seed']}: {r['target_attempts']} attempts"
+                  for r in restarted]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +143,7 @@ def write(analysis: Analysis, per_language: dict[int, dict[str, float]], runs: l
         images[name] = buf.getvalue()
         (out / name).write_bytes(images[name])
         paths[name] = out / name
-    md = markdown(analysis, title, synthetic)
+    md = markdown(analysis, title, synthetic, runs)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(html_page(md, images, title))
     summary = {"synthetic": synthetic, **analysis.to_dict(),
