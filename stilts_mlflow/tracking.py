@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,11 +23,14 @@ from typing import Any
 import mlflow
 import torch
 from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import IntegrityError
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "stilts-xnli"
 TAG = "stilts."
+INPUT_RETRIES = 5  # dataset inputs: attempts when another process inserts the same dataset at once
 
 
 def setup(experiment: str | None = None) -> str:
@@ -115,10 +119,24 @@ def log_inputs(files: dict[str, Path], context: str) -> None:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource
 
+    datasets = []
     for name, path in sorted(files.items()):
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if Path(path).is_file() else None
-        ds = MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())), name=name, digest=digest)
-        mlflow.log_input(ds, context=context)
+        datasets.append(MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())), name=name, digest=digest))
+    if not datasets:
+        return
+    # MLflow's SQL store looks the datasets up, then inserts the missing ones: two processes logging the same
+    # new dataset at once (parallel study children) make the later insert fail on the unique key and roll
+    # back. Retried, the lookup finds the other process's row and only links it to this run.
+    for attempt in range(INPUT_RETRIES):
+        try:
+            mlflow.log_inputs(datasets=datasets, contexts=[context] * len(datasets), tags_list=[None] * len(datasets))
+            return
+        except MlflowException as e:
+            if not isinstance(e.__cause__, IntegrityError) or attempt == INPUT_RETRIES - 1:
+                raise
+            log.debug("dataset inputs raced another process (%s); retrying", e)
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_checkpoint(path: Path, step: int, metrics: dict[str, Any], phase: str) -> str:
