@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -147,17 +148,29 @@ def _phase_options(f):
         click.option("--pretrained", default=None, help="xlmr presets: a local XLM-R directory (save_pretrained, "
                      "with its tokenizer) instead of the hub name."),
         click.option("--no-progress", is_flag=True, envvar="STILTS_NO_PROGRESS",
-                     help="No progress bars (also STILTS_NO_PROGRESS=1, which a study's local-backend children get)."),
+                     help="No progress bars, the libraries' included (also STILTS_NO_PROGRESS=1, which a study's "
+                     "local-backend children get)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
+def quiet_libraries() -> None:
+    """--no-progress silences the libraries' bars as well: transformers' weight loading and saving (and the
+    hub's), MLflow's artifact transfers."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
 def _options(kw: dict):
     from stilts_mlflow.phases import Options
     from stilts_mlflow.tasks import parse_tasks
 
+    if kw["no_progress"]:
+        quiet_libraries()
     return Options(preset=kw["preset"], tasks=parse_tasks(kw["tasks"]), seed=kw["seed"],
                    pretrain_seed=kw["pretrain_seed"], sampler=kw["sampler"], temperature=kw["temperature"],
                    cap=kw["cap"], budget=kw["budget"], select=kw["select"], pretrain=kw["pretrain_mode"],
@@ -188,7 +201,7 @@ def pretrain(**kw):
 
     opts = _options(kw)
     with _command_run("pretrain", opts):
-        out = run_pretrain(opts, Context(opts.resolve()))
+        out = run_pretrain(opts, Context(opts.resolve(), opts.progress))
     log.info("pretrained encoder: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
 
 
@@ -202,7 +215,7 @@ def intermediate(**kw):
     if not opts.tasks:
         raise ValueError("--tasks is required for the intermediate phase (e.g. --tasks mnli,squad)")
     with _command_run("intermediate", opts):
-        ctx = Context(opts.resolve())
+        ctx = Context(opts.resolve(), opts.progress)
         out = run_intermediate(opts, ctx, *initial_encoder(opts, ctx))
     log.info("intermediate model: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
 
@@ -215,7 +228,7 @@ def target(**kw):
 
     opts = _options(kw)
     with _command_run("target", opts):
-        out = run_through_target(opts, Context(opts.resolve()))
+        out = run_through_target(opts, Context(opts.resolve(), opts.progress))
     log.info("target model (XLMRobertaForSequenceClassification): %s (run %s)", out.path, out.run_id)
 
 
@@ -234,7 +247,8 @@ def evaluate(model_dir: str | None, **kw):
         if model_dir:
             weights = Path(model_dir) / "model.safetensors"
             digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else str(Path(model_dir).resolve())
-            out = run_evaluate(opts, Context(opts.resolve()), model_dir, make_key(model_sha256=digest))
+            ctx = Context(opts.resolve(), opts.progress)
+            out = run_evaluate(opts, ctx, model_dir, make_key(model_sha256=digest))
         else:
             out = run_pipeline(opts)["evaluate"]
     _print_metrics(out.metrics)
@@ -294,7 +308,7 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
               help="Directory for the report files (also logged to the scaling run).")
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-progress", is_flag=True, help="No progress bars, the libraries' included.")
 @click.option("--backend", type=click.Choice(["in-process", "local", "kubernetes"]), default="in-process",
               show_default=True, help="Where child pipelines run: this process; MLflow project runs on this machine "
               "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.")
@@ -314,6 +328,8 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
     from stilts_mlflow.scaling.launch import LaunchConfig
     from stilts_mlflow.scaling.orchestrate import run_study
 
+    if no_progress:
+        quiet_libraries()
     design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)

@@ -78,13 +78,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STILTS_CACHE", ".stilts_cache"))
 
 
-def materialize(cfg: DataConfig) -> Path:
+def materialize(cfg: DataConfig, progress: bool = True) -> Path:
     """The preset's data as local jsonl under the cache, built once per data_key."""
     out = cache_dir() / "data" / data_key(cfg)
     if (out / "MANIFEST.json").exists():
         return out
     log.info("building data set %s", out)
-    return export(cfg, out)
+    return export(cfg, out, progress)
 
 
 def describe(cfg: DataConfig) -> dict[str, Any]:

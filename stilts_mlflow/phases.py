@@ -99,11 +99,11 @@ class Options:
 class Context:
     """The preset's data (materialized jsonl), tokenizer and encoded splits, built once per process."""
 
-    def __init__(self, preset: Preset):
+    def __init__(self, preset: Preset, progress: bool = True):
         self.preset = preset
         cfg = preset.data
         if cfg.source == "synthetic":  # generated once per data key, then read as local jsonl
-            self.data_dir: Path | None = materialize(cfg)
+            self.data_dir: Path | None = materialize(cfg, progress)
             self.loader = LocalLoader(self.data_dir)
         else:  # hub or local: load only the tasks a phase needs
             self.data_dir = Path(cfg.local_dir) if cfg.source == "local" else None
@@ -441,10 +441,10 @@ def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
 def run_pipeline(opts: Options) -> dict[str, Any]:
     """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
     if distributed.is_main():
-        ctx = Context(opts.resolve())  # builds the data and tokenizer caches once
+        ctx = Context(opts.resolve(), opts.progress)  # builds the data and tokenizer caches once
     distributed.barrier()
     if not distributed.is_main():
-        ctx = Context(opts.resolve())
+        ctx = Context(opts.resolve(), opts.progress)
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     dev = {f"dev/{k}": v for k, v in target.metrics.items() if k != ATTEMPTS}

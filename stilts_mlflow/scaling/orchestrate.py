@@ -111,7 +111,7 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
                     reused += 1
                     done(i, row, True)
             if pending and base.resolve().pretrain is not None and base.pretrain == "auto":
-                run_pretrain(base, Context(base.resolve()))  # shared: trained once here, not in every child
+                run_pretrain(base, Context(base.resolve(), base.progress))  # shared: trained here, not in each child
             run_submitted(pending, launch, mlflow.active_run().info.run_id, finished_child,
                           lambda i, row: done(i, row, False))
     return [r for r in rows if r is not None], reused
