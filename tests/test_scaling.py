@@ -98,6 +98,18 @@ def test_curve_intervals_cover_the_true_means_and_gains_are_differences():
     assert all(abs(gains[k].mean - (c[k].mean - c[k - 1].mean)) < 1e-12 for k in gains)
 
 
+def test_a_gain_next_to_a_single_pipeline_keeps_the_other_sizes_spread():
+    # The default study runs k = 0 and k = 9 once per seed: delta(1) must still carry k = 1's uncertainty.
+    k1 = [0.41, 0.405, 0.392, 0.405, 0.438, 0.415, 0.432, 0.405, 0.411]
+    obs = [Observation((), 0, 0.401)] + [Observation((f"t{i}",), 0, s) for i, s in enumerate(k1)]
+    gain = marginal_gains(obs, n_boot=1000)[1]
+    c1 = curve(obs, n_boot=1000)[1]
+    assert gain.low < gain.mean < gain.high
+    assert gain.mean == pytest.approx(np.mean(k1) - 0.401)
+    assert gain.low == pytest.approx(c1.low - 0.401, abs=0.003)
+    assert gain.high == pytest.approx(c1.high - 0.401, abs=0.003)
+
+
 def test_attribution_finds_the_task_that_helps():
     rng = np.random.default_rng(0)
     obs = [Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))

@@ -71,13 +71,23 @@ class Analysis:
 
 
 # --- curve and marginal gains ---------------------------------------------------------------------
-def _interval(values: np.ndarray, statistic, rng: np.random.Generator, n_boot: int, samples=None) -> tuple[float, float]:
-    data = samples if samples is not None else (values,)
-    if min(len(d) for d in data) < 2 or all(np.ptp(d) == 0 for d in data):
-        point = float(statistic(*data))
+def _interval(statistic, rng: np.random.Generator, n_boot: int, *samples: np.ndarray) -> tuple[float, float]:
+    """Percentile bootstrap CI of `statistic(*samples)`, each sample resampled on its own. A sample that
+    cannot vary under resampling (one observation, or all equal: k = 0 and k = 9 with one seed) is held
+    fixed, so a gain next to it keeps the other size's spread instead of collapsing to a point."""
+    varying = [i for i, d in enumerate(samples) if len(d) >= 2 and np.ptp(d) > 0]
+    if not varying:
+        point = float(statistic(*samples))
         return point, point
-    res = stats.bootstrap(data, statistic, n_resamples=n_boot, confidence_level=CONFIDENCE, method="percentile",
-                          rng=rng, vectorized=False)
+
+    def resampled(*drawn: np.ndarray) -> float:
+        args = list(samples)
+        for i, d in zip(varying, drawn):
+            args[i] = d
+        return statistic(*args)
+
+    res = stats.bootstrap([samples[i] for i in varying], resampled, n_resamples=n_boot,
+                          confidence_level=CONFIDENCE, method="percentile", rng=rng, vectorized=False)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -93,7 +103,7 @@ def curve(observations: list[Observation], n_boot: int = 2000, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     out = {}
     for k, values in by_size(observations).items():
-        low, high = _interval(values, np.mean, rng, n_boot)
+        low, high = _interval(np.mean, rng, n_boot, values)
         out[k] = Interval(float(values.mean()), low, high, len(values))
     return out
 
@@ -106,7 +116,7 @@ def marginal_gains(observations: list[Observation], n_boot: int = 2000, seed: in
     out = {}
     for prev, k in zip(sizes, sizes[1:]):
         a, b = groups[prev], groups[k]
-        low, high = _interval(a, lambda x, y: np.mean(y) - np.mean(x), rng, n_boot, samples=(a, b))
+        low, high = _interval(lambda x, y: np.mean(y) - np.mean(x), rng, n_boot, a, b)
         out[k] = Interval(float(b.mean() - a.mean()), low, high, len(a) + len(b))
     return out
 
