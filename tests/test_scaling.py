@@ -59,12 +59,17 @@ def test_saturating_curve_is_called_diminishing():
     assert result.fits[0].name in ("saturating", "log", "power")
     assert result.gains[1].low > 0  # the first task helps ...
     assert result.gains[9].high < result.gains[1].low  # ... far more than the ninth
+    margin = next(f for f in result.fits if f.name == "linear").aic - result.fits[0].aic
+    assert f"best fit by AIC: {result.fits[0].name} ({margin:.1f} AIC below linear)" in result.evidence[2]
 
 
 def test_linear_curve_is_not_diminishing():
     result = analyse(_study(lambda k: 0.40 + 0.02 * k), n_boot=500)
     assert result.verdict == "steady", result.evidence
     assert abs(result.slope["coef"] - 0.02) < 0.002
+    assert result.fits[0].name == "linear"
+    margin = result.fits[1].aic - result.fits[0].aic  # over the runner-up, not over itself
+    assert f"linear ({margin:.1f} AIC below {result.fits[1].name})" in result.evidence[2]
 
 
 def test_accelerating_curve_is_not_called_steady_or_diminishing():

@@ -166,6 +166,19 @@ def _ols(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, dict[str, 
                    "p": float(model.pvalues[i + 1])} for i, name in enumerate(names)}
 
 
+def _best_fit_line(fits: list[Fit]) -> str:
+    """The best fit and its AIC margin: over the linear fit when a curve wins, over the runner-up when
+    the linear fit does."""
+    if not fits:
+        return "best fit by AIC: none (too few pipelines to fit)"
+    best = fits[0]
+    linear = next((f for f in fits if f.name == "linear"), None)
+    rival = linear if linear is not None and linear is not best else (fits[1] if len(fits) > 1 else None)
+    if rival is None:
+        return f"best fit by AIC: {best.name} (the only model fitted)"
+    return f"best fit by AIC: {best.name} ({rival.aic - best.aic:.1f} AIC below {rival.name})"
+
+
 def verdict(observations: list[Observation], fits: list[Fit]) -> tuple[str, list[str], dict, dict]:
     """diminishing: the curvature of score ~ k + k² is negative with its CI below 0 and a concave model
     fits best by AIC; accelerating: the curvature's CI lies above 0; steady: the slope of score ~ k is
@@ -180,14 +193,12 @@ def verdict(observations: list[Observation], fits: list[Fit]) -> tuple[str, list
     quad = _ols(np.column_stack([k, k ** 2]), y, ["k", "k2"])["k2"]
     slope = _ols(k[:, None], y, ["k"])["k"]
     best = fits[0].name if fits else "none"
-    linear = next((f for f in fits if f.name == "linear"), None)
-    delta_aic = (linear.aic - fits[0].aic) if linear and fits else 0.0
     evidence = [
         f"score ~ k + k^2: curvature {quad['coef']:+.5f} (95% CI {quad['low']:+.5f} to {quad['high']:+.5f}, "
         f"p={quad['p']:.3g})",
         f"score ~ k: slope {slope['coef']:+.5f} per task (95% CI {slope['low']:+.5f} to {slope['high']:+.5f}, "
         f"p={slope['p']:.3g})",
-        f"best fit by AIC: {best} ({delta_aic:.1f} AIC below linear); n={len(y)} pipelines",
+        f"{_best_fit_line(fits)}; n={len(y)} pipelines",
     ]
     if quad["high"] < 0 and best in CONCAVE:
         return "diminishing", evidence, quad, slope
