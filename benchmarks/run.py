@@ -43,7 +43,7 @@ def tiny_model(model_uri: str | None, tokenizer, work: Path) -> tuple[Path, str]
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="Fewer steps, repetitions and pipelines (under 3 minutes on 2 cores).")
+@click.option("--quick", is_flag=True, help="Fewer steps, repetitions and pipelines (about 3.5 minutes on 2 cores).")
 @click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/results.json", show_default=True,
               help="JSON results; the markdown table goes next to it (.md).")
 @click.option("--sections", default=",".join(SECTIONS), show_default=True, help="Comma-separated subset to run.")

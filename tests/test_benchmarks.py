@@ -61,6 +61,32 @@ def test_markdown_marks_missed_goals():
     assert "throughput 2.00x" in table and "(goal >= 3x: **no**)" in table and "(goal <= 2: yes)" in table
 
 
+
+def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch):
+    order: list[str] = []
+    times = {"ours": iter([2.0, 9.0, 2.2]), "trainer": iter([3.0, 2.9, 3.1])}
+
+    def fake(name):
+        def run(*args, **kwargs):
+            order.append(name)
+            return next(times[name])
+        return run
+
+    monkeypatch.setattr(training, "_ours", fake("ours"))
+    monkeypatch.setattr(training, "_trainer", fake("trainer"))
+    tiny = ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=16)
+    case = training.TrainCase("t", tiny, "classification", batch_size=4, steps=10)
+    data = training.Encoded(None, [{"input_ids": [0, 5, 2], "labels": 1, "length": 3}], ("a", "b", "c"))
+    tokenizer = type("T", (), {"__len__": lambda self: 20})()
+    r = training.run_case(case, data, data, tokenizer, peak_flops=1e9, repeats=3)
+    assert order == ["ours", "trainer", "trainer", "ours", "ours", "trainer"]
+    # Medians (2.2 s and 3.0 s), not means: the 9 s outlier does not decide the ratio.
+    assert r["ours"]["seconds"] == 2.2 and r["trainer"]["seconds"] == 3.0
+    assert r["speedup_vs_trainer"] == pytest.approx(3.0 / 2.2, abs=1e-3)
+    assert r["speedup_per_repeat"] == [1.5, pytest.approx(0.322, abs=1e-3), pytest.approx(1.409, abs=1e-3)]
+    line = [row for row in report._training([r]) if row.startswith("| t |")][0]
+    assert "1.36x (yes), 0.32-1.50x over 3 |" in line
+
 @pytest.mark.slow
 def test_quick_training_benchmark_writes_json_and_table(tmp_path):
     out = tmp_path / "results.json"
