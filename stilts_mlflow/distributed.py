@@ -28,9 +28,13 @@ def is_main() -> bool:
 
 
 def _state():
+    import torch
     from accelerate import PartialState
 
-    return PartialState()  # joins the process group torchrun / accelerate launch set up
+    # Joins the process group torchrun / accelerate launch set up. `cpu` as train.py's Accelerator has it:
+    # without it, the first PartialState on a machine without CUDA is DistributedType.NO in every process,
+    # and the Accelerator created after it inherits that (each rank then trains alone, as its own rank 0).
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def barrier() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from safetensors.torch import load_model, save_model
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -128,11 +128,16 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
     tc = cfg.train
     work_dir = Path(work_dir)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    # One shared encoder, a head per task, one task per batch: the other heads get no gradient in a step,
+    # which DistributedDataParallel must be told to expect.
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
+    if world > 1:
+        log.info("%s: data parallel on %d processes (%s)", cfg.phase, world, accelerator.distributed_type)
     streams = {t: BatchStream(t, enc.lengths(), tc.batch_size, cfg.seed) for t, enc in train_sets.items()}
     weights = phase_weights(cfg, train_sets)
     total = total_steps(cfg, train_sets)
@@ -193,7 +198,7 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
         if on_metrics and accelerator.is_main_process and (step % 50 == 0 or step == total):
-            on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step)
+            on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0], "train/processes": world}, step)
         done = step == total
         if step % tc.eval_every == 0 or done:
             evaluate_now(step)
