@@ -61,7 +61,6 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
         raise click.BadParameter(f"unknown {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}", param_hint="--sections")
     start = time.perf_counter()
     results: dict = {"quick": quick, "machine": machine.info(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    peak = results["machine"]["matmul_peak_gflops"] * 1e9
     from stilts_mlflow.phases import Context
     from stilts_mlflow.presets import get_preset
 
@@ -71,7 +70,13 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
         if "training" in chosen:
             from benchmarks import training
 
-            results["training"] = training.run(ctx, peak, quick)
+            rows = training.run(ctx, quick)
+            # The peak once more after the cases, and the higher one kept: a VM slowed while the first was
+            # measured (69 GFLOP/s against 300 in one CI run) would otherwise put MFU above 100%.
+            m = results["machine"]
+            m["matmul_peak_gflops_samples"] = [m["matmul_peak_gflops"], round(machine.matmul_peak_flops() / 1e9, 1)]
+            m["matmul_peak_gflops"] = max(m["matmul_peak_gflops_samples"])
+            results["training"] = training.add_mfu(rows, m["matmul_peak_gflops"] * 1e9)
         if "inference" in chosen or "serving" in chosen:
             from benchmarks import inference
             from stilts_mlflow.export import export_model

@@ -78,7 +78,9 @@ def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch
     case = training.TrainCase("t", tiny, "classification", batch_size=4, steps=10)
     data = training.Encoded(None, [{"input_ids": [0, 5, 2], "labels": 1, "length": 3}], ("a", "b", "c"))
     tokenizer = type("T", (), {"__len__": lambda self: 20})()
-    r = training.run_case(case, data, data, tokenizer, peak_flops=1e9, repeats=3)
+    r = training.run_case(case, data, data, tokenizer, repeats=3)
+    training.add_mfu([r], peak_flops=1e9)
+    assert r["ours"]["mfu"] == pytest.approx(r["ours"]["gflops_per_s"], abs=1e-4)  # a peak of 1 GFLOP/s
     assert order == ["ours", "trainer", "trainer", "ours", "ours", "trainer"]
     # Medians (2.2 s and 3.0 s), not means: the 9 s outlier does not decide the ratio.
     assert r["ours"]["seconds"] == 2.2 and r["trainer"]["seconds"] == 3.0
@@ -94,6 +96,8 @@ def test_quick_training_benchmark_writes_json_and_table(tmp_path):
                    check=True, capture_output=True, text=True, timeout=600)
     results = json.loads(out.read_text())
     assert results["machine"]["matmul_peak_gflops"] > 0
+    samples = results["machine"]["matmul_peak_gflops_samples"]  # before and after the cases; the higher counts
+    assert len(samples) == 2 and results["machine"]["matmul_peak_gflops"] == max(samples)
     cases = {r["case"].split(",")[0]: r for r in results["training"]}
     assert set(cases) == {"tiny", "xlmr-base-sized (random init)"}
     for r in results["training"]:
