@@ -124,6 +124,8 @@ def collate(kind: str, feats: list[Feature], pad_id: int, mask_id: int | None = 
         batch["labels"] = labels
     elif kind == "mlm":
         batch["input_ids"], batch["labels"] = mask_tokens(ids, mask_id, vocab_size, mlm_probability, generator)
+        if "lang_id" in feats[0]:  # stamped by mlm.language_vocab: the language softmax needs each row's language
+            batch["lang"] = torch.tensor([f["lang_id"] for f in feats])
     return batch
 
 

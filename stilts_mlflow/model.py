@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaForSequenceClassification, XLMRobertaModel
 from transformers.models.xlm_roberta.modeling_xlm_roberta import XLMRobertaClassificationHead, XLMRobertaLMHead
 
+from stilts_mlflow.mlm import LanguageVocab, language_softmax_loss
 from stilts_mlflow.presets import ModelConfig
 from stilts_mlflow.tasks.spec import NLI_LABELS
 
@@ -92,6 +93,8 @@ class MultiTaskModel(nn.Module):
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.heads = nn.ModuleDict()
         self.specs: dict[str, HeadSpec] = {}
+        # Set for training with the language softmax (mlm.py); not a weight: never saved.
+        self.mlm_vocab: LanguageVocab | None = None
         for spec in heads:
             self.add_head(spec)
 
@@ -127,6 +130,12 @@ class MultiTaskModel(nn.Module):
         hidden = self.roberta(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if kind == "mlm" and labels is not None:  # score masked positions only (~7x less work)
             keep = labels != -100
+            if self.mlm_vocab is not None and "lang" in extra:  # each against its own language's tokens
+                lm = self.heads[head]
+                states = lm.layer_norm(F.gelu(lm.dense(hidden[keep])))
+                rows = extra["lang"][:, None].expand_as(labels)[keep]
+                return language_softmax_loss(states, lm.decoder.weight, lm.decoder.bias, labels[keep], rows,
+                                             self.mlm_vocab), None
             logits = self.heads[head](hidden[keep])
             return F.cross_entropy(logits, labels[keep]), logits
         logits = self.heads[head](hidden)

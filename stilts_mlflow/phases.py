@@ -29,6 +29,7 @@ from stilts_mlflow import distributed, tracking
 from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
+from stilts_mlflow.mlm import language_vocab
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
 from stilts_mlflow.presets import Preset, TrainConfig, get_preset, key_fields
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
@@ -301,6 +302,7 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
     def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
         model = build_model(None, [HeadSpec("mlm", "mlm")], ctx, opts.pretrain_seed)
+        use_mlm_softmax(model, preset.pretrain, ctx)
         train = {"mlm": mlm_corpus(ctx, "train")}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
@@ -312,6 +314,15 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
     return _run_phase("pretrain", key, {"preset": preset.name, "seed": opts.pretrain_seed,
                                         **_flat("train", asdict(preset.pretrain)), **_flat("model", asdict(preset.model))},
                       {"preset": preset.name, "seed": opts.pretrain_seed}, body)
+
+
+def use_mlm_softmax(model: MultiTaskModel, tc: TrainConfig, ctx: Context) -> None:
+    """With `mlm_softmax="language"`, MLM scores each masked token against its own language's tokens (mlm.py):
+    the model gets every language's vocabulary from the corpus (train and dev), the features their language."""
+    if tc.mlm_softmax != "language":
+        return
+    sets = {lang: [ctx.encoded("mlm", split, lang) for split in ("train", "dev")] for lang in task_languages("mlm", "train")}
+    model.mlm_vocab = language_vocab(sets, len(ctx.tokenizer), ctx.tokenizer.mask_token_id)
 
 
 def mlm_corpus(ctx: Context, split: str) -> Encoded:
@@ -362,6 +373,8 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
             heads.append(HeadSpec("mlm", "mlm"))
             train["mlm"] = mlm_corpus(ctx, "train")
         model = build_model(init, heads, ctx, opts.seed)
+        if tc.mlm_share > 0:
+            use_mlm_softmax(model, tc, ctx)
         result = _train("intermediate", opts, tc, ctx, model, train, dev, work, opts.seed)
         _log_best(result)
         save_multitask(model, ctx.tokenizer, out)
