@@ -3,7 +3,7 @@
     python -m benchmarks.run [--quick] --out results.json
 
 writes results.json and results.md (the markdown table README shows). Sections: training (our loop vs
-Hugging Face Trainer, MFU), inference (torch eager vs ONNX fp32 vs ONNX int8), serving (serving/ vs
+Hugging Face Trainer, MFU), mlm_softmax (language vs full MLM softmax), inference (torch eager vs ONNX fp32 vs ONNX int8), serving (serving/ vs
 `mlflow models serve`), study (cost vs number of pipelines, cache-hit rerun). Goals are reported, never
 asserted.
 """
@@ -22,7 +22,7 @@ from benchmarks import machine
 from benchmarks.report import markdown
 
 log = logging.getLogger("benchmarks")
-SECTIONS = ("training", "inference", "serving", "study")
+SECTIONS = ("training", "mlm_softmax", "inference", "serving", "study")
 
 
 def tiny_model(model_uri: str | None, tokenizer, work: Path) -> tuple[Path, str]:
@@ -77,6 +77,10 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
             m["matmul_peak_gflops_samples"] = [m["matmul_peak_gflops"], round(machine.matmul_peak_flops() / 1e9, 1)]
             m["matmul_peak_gflops"] = max(m["matmul_peak_gflops_samples"])
             results["training"] = training.add_mfu(rows, m["matmul_peak_gflops"] * 1e9)
+        if "mlm_softmax" in chosen:
+            from benchmarks import mlm_softmax
+
+            results["mlm_softmax"] = mlm_softmax.run(ctx, quick)
         if "inference" in chosen or "serving" in chosen:
             from benchmarks import inference
             from stilts_mlflow.export import export_model

@@ -92,8 +92,8 @@ def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch
 @pytest.mark.slow
 def test_quick_training_benchmark_writes_json_and_table(tmp_path):
     out = tmp_path / "results.json"
-    subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "training", "--out", str(out)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "training,mlm_softmax",
+                    "--out", str(out)], check=True, capture_output=True, text=True, timeout=600)
     results = json.loads(out.read_text())
     assert results["machine"]["matmul_peak_gflops"] > 0
     samples = results["machine"]["matmul_peak_gflops_samples"]  # before and after the cases; the higher counts
@@ -105,7 +105,12 @@ def test_quick_training_benchmark_writes_json_and_table(tmp_path):
             assert r[side]["examples_per_s"] > 0 and 0 < r[side]["mfu"] < 1
         ratio = r["ours"]["examples_per_s"] / r["trainer"]["examples_per_s"]
         assert r["speedup_vs_trainer"] == pytest.approx(ratio, rel=0.02)
-    assert "| tiny, XNLI target fine-tune |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()
+    assert "| tiny, XNLI target fine-tune |" in table
+    soft = results["mlm_softmax"]  # the same steps with either softmax, timed side by side
+    assert soft["vocab"] > 1000 and soft["full"]["steps_per_s"] > 0 and soft["language"]["steps_per_s"] > 0
+    assert soft["speedup"] == pytest.approx(soft["full"]["seconds"] / soft["language"]["seconds"], abs=1e-3)
+    assert f"| {soft['speedup']:.2f}x (" in table
 
 
 def test_unknown_section_is_one_line_not_a_traceback(tmp_path):

@@ -64,6 +64,8 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     assert {"dev/mnli/accuracy", "dev/squad/f1", "dev/ccg/accuracy", "train/loss"} <= set(inter.data.metrics)
     # continued multilingual MLM (smoke: mlm_share 0.2) trained the MLM head pretraining handed over
     assert inter.data.params["train.mlm_share"] == "0.2"
+    # both MLM phases score masked tokens against their own language's tokens (mlm.py), and say so
+    assert inter.data.params["train.mlm_softmax"] == phases["pretrain"][0].data.params["train.mlm_softmax"] == "language"
     client = mlflow.MlflowClient()
     assert {"mlm-train-en", "mlm-train-sw"} <= {d.dataset.name for d in client.get_run(inter.info.run_id).inputs.dataset_inputs}
     inter_out = cache / "runs" / inter.data.tags["stilts.key"] / "output"
