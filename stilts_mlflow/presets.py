@@ -118,8 +118,8 @@ _TINY = Preset(
     # with 0.1 it stayed at chance that long. With the full softmax, cross-lingual alignment of property words
     # (nearest English neighbour of a foreign word's embedding has the same sense) needed long pretraining: at
     # 30% masking, 3,000 steps (lr 3e-3) gave 1-15% (chance 2%), 4,500 steps 14-77%, 9,000 steps (lr 2e-3) 94-99%.
-    # The language softmax (mlm.py) removes the reward for keeping languages apart and makes a step 2.1x faster
-    # (22 vs 10.5 steps/s, 2 threads). Probes with it (target seed 0, the target recipe below, no restarts):
+    # The language softmax (mlm.py) removes the reward for keeping languages apart and makes a step 1.47x faster
+    # (25.3 vs 17.3 steps/s side by side, 2 threads; benchmarks/mlm_softmax.py). Probes with it (target seed 0, the target recipe below, no restarts):
     # 9,000 steps at lr 2e-3 -> English 0.992, non-English 0.413 (full softmax: 0.975 / 0.384); 4,500 at 4e-3 ->
     # 0.985 / 0.388; 3,000 at 4e-3 -> 0.972 / 0.378; 4,500 at 2e-3 and 1,500 / 3,000 at 2e-3 left the target
     # phase on its plateau, and so did 6,000 at 4e-3 with this target seed (the plateau is a matter of seeds too,
