@@ -29,7 +29,7 @@ from stilts_mlflow import distributed, tracking
 from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
 from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
-from stilts_mlflow.mlm import language_vocab
+from stilts_mlflow.mlm import LanguageVocab, language_vocab
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
 from stilts_mlflow.presets import Preset, TrainConfig, get_preset, key_fields
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
@@ -124,6 +124,13 @@ class Context:
     @cached_property
     def tokenizer(self):
         return load_tokenizer(self.tokenizer_dir)
+
+    @cached_property
+    def mlm_vocab(self) -> LanguageVocab:
+        """Each language's tokens in the MLM corpus (train and dev), for the language softmax (mlm.py)."""
+        sets = {lang: [self.encoded("mlm", split, lang) for split in ("train", "dev")]
+                for lang in task_languages("mlm", "train")}
+        return language_vocab(sets, len(self.tokenizer), self.tokenizer.mask_token_id)
 
     def encoded(self, task: str, split: str, lang: str = "en", labels: tuple[str, ...] | None = None) -> Encoded:
         key = (task, split, lang)
@@ -319,10 +326,8 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
 def use_mlm_softmax(model: MultiTaskModel, tc: TrainConfig, ctx: Context) -> None:
     """With `mlm_softmax="language"`, MLM scores each masked token against its own language's tokens (mlm.py):
     the model gets every language's vocabulary from the corpus (train and dev), the features their language."""
-    if tc.mlm_softmax != "language":
-        return
-    sets = {lang: [ctx.encoded("mlm", split, lang) for split in ("train", "dev")] for lang in task_languages("mlm", "train")}
-    model.mlm_vocab = language_vocab(sets, len(ctx.tokenizer), ctx.tokenizer.mask_token_id)
+    if tc.mlm_softmax == "language":
+        model.mlm_vocab = ctx.mlm_vocab
 
 
 def mlm_corpus(ctx: Context, split: str) -> Encoded:
