@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import statistics
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from benchmarks.training import seconds_to_last_step
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
 from stilts_mlflow.phases import mlm_corpus, use_mlm_softmax
-from stilts_mlflow.train import PhaseConfig, train_phase
+from stilts_mlflow.train import PhaseConfig
 
 log = logging.getLogger(__name__)
 SOFTMAXES = ("full", "language")
@@ -29,17 +29,8 @@ def _seconds(ctx, softmax: str, steps: int, work: Path) -> float:
     torch.manual_seed(0)
     model = MultiTaskModel(encoder_config(ctx.preset.model, len(ctx.tokenizer)), [HeadSpec("mlm", "mlm")])
     use_mlm_softmax(model, tc, ctx)
-    ended: list[float] = []
-
-    def on_metrics(metrics: dict, step: int) -> None:
-        if step == steps and "train/loss" in metrics:
-            ended.append(time.perf_counter())
-
-    dev = {"mlm": {"en": ctx.encoded("mlm", "dev", "en")}}
-    start = time.perf_counter()
-    train_phase(PhaseConfig("pretrain", tc), model, {"mlm": mlm_corpus(ctx, "train")}, dev, ctx.tokenizer, work,
-                on_metrics=on_metrics, progress=False)
-    return ended[0] - start
+    return seconds_to_last_step(PhaseConfig("pretrain", tc), model, {"mlm": mlm_corpus(ctx, "train")},
+                                {"mlm": {"en": ctx.encoded("mlm", "dev", "en")}}, ctx.tokenizer, work)
 
 
 def run(ctx, quick: bool) -> dict:
