@@ -281,6 +281,16 @@ def _print_metrics(metrics: dict[str, float]) -> None:
         click.echo(f"English - non-English gap: {metrics['test/en_gap']:.3f}")
 
 
+def _positive_int(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 or auto; got {text!r}")
+    return value
+
+
 def _int_list(text: str, name: str) -> tuple[int, ...]:
     """'0-9' or '0,1,4' -> integers."""
     try:
@@ -314,8 +324,9 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
               "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.")
 @click.option("--backend-config", type=click.Path(dir_okay=False), default=None,
               help="kubernetes: MLflow's backend config JSON (deploy/kubernetes/backend.json).")
-@click.option("--max-parallel", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Child pipelines running at once (local and kubernetes backends).")
+@click.option("--max-parallel", default="auto", show_default=True,
+              help="Child pipelines running at once: a number, or auto (this machine's CPU cores, at most 8, "
+                   "without a GPU; 1 with one). in-process with more than 1: a pool of worker processes.")
 @click.option("--render-jobs", type=click.Path(file_okay=False), default=None,
               help="kubernetes: write one Job manifest per child pipeline still to run into this directory and "
                    "stop (no image build, no cluster).")
@@ -325,7 +336,7 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
     from stilts_mlflow.phases import Options
     from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
     from stilts_mlflow.scaling.design import StudyDesign
-    from stilts_mlflow.scaling.launch import LaunchConfig
+    from stilts_mlflow.scaling.launch import LaunchConfig, auto_parallel
     from stilts_mlflow.scaling.orchestrate import run_study
 
     if no_progress:
@@ -333,6 +344,7 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
     design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
+    max_parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
     launch = LaunchConfig(backend, backend_config, max_parallel)
     if render_jobs:
         return _render_jobs(design, base, launch, Path(render_jobs))

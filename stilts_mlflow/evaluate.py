@@ -122,7 +122,8 @@ def xnli_metrics(preds: dict[str, list[int]], sets: dict[str, Encoded], prefix: 
         metrics[f"{prefix}/accuracy.{lang}"] = float(np.mean([p == g for p, g in zip(preds[lang], gold)]))
         confusion[lang] = confusion_matrix(gold, preds[lang], labels=list(range(len(NLI_LABELS)))).tolist()
     accs = {lang: metrics[f"{prefix}/accuracy.{lang}"] for lang in sets}
-    metrics[f"{prefix}/accuracy.avg"] = float(np.mean(list(accs.values())))
+    if len(accs) > 1:
+        metrics[f"{prefix}/accuracy.avg"] = float(np.mean(list(accs.values())))
     others = [a for lang, a in accs.items() if lang != "en"]
     if others:
         metrics[f"{prefix}/accuracy.non_en_avg"] = float(np.mean(others))

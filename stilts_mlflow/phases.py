@@ -27,7 +27,7 @@ from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
 from stilts_mlflow import distributed, tracking
 from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
-from stilts_mlflow.evaluate import report_figure, report_table, zero_shot
+from stilts_mlflow.evaluate import evaluate_tasks, report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
 from stilts_mlflow.mlm import LanguageVocab, language_vocab
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
@@ -148,6 +148,18 @@ class Context:
         files = {f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
                  for lang in task_languages(task, split)}
         return {name: path for name, path in files.items() if path.exists()}
+
+
+_CONTEXTS: dict[str, Context] = {}
+
+
+def context_for(preset: Preset, progress: bool = True) -> Context:
+    """This preset's Context, built once per process and cache directory: the pipelines of an in-process
+    study (and each worker of its pool) load the data and encode each split once, not once per pipeline."""
+    key = tracking.make_key(preset=key_fields(preset), cache=str(cache_dir().resolve()))
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = Context(preset, progress)
+    return _CONTEXTS[key]
 
 
 def subset_name(tasks: tuple[str, ...]) -> str:
@@ -401,7 +413,10 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
         tracking.log_inputs(ctx.input_files("xnli", "dev"), "dev")
         train = {"xnli": ctx.encoded("xnli", "train")}
-        dev = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
+        dev_all = {"xnli": {lang: ctx.encoded("xnli", "dev", lang) for lang in task_languages("xnli", "dev")}}
+        # Strictly zero-shot selection (`select` en) decides on English dev alone: the periodic evaluations
+        # score English only (1/15 of the work), the chosen checkpoint then every language.
+        dev = dev_all if opts.select == "avg" else {"xnli": {"en": dev_all["xnli"]["en"]}}
         best: PhaseResult | None = None
         for attempt in range(tc.restarts + 1):
             if attempt:
@@ -411,6 +426,11 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
             model = build_model(init, [head_for("xnli", ctx)], ctx, restart_seed(opts.seed, attempt))
             result = _train("target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt),
                             attempt)
+            if dev is not dev_all:  # the model holds the attempt's best weights
+                result = replace(result, best_metrics={**result.best_metrics, **evaluate_tasks(
+                    model, dev_all, ctx.tokenizer.pad_token_id, ctx.tokenizer.mask_token_id, len(ctx.tokenizer),
+                    batch_size=max(32, tc.batch_size), seed=restart_seed(opts.seed, attempt),
+                    device=next(model.parameters()).device)})
             if best is None or result.best_score > best.best_score:
                 best, best_attempt = result, attempt
                 model.save_sequence_classification(out, ctx.tokenizer)
@@ -459,10 +479,10 @@ def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
 def run_pipeline(opts: Options) -> dict[str, Any]:
     """pretrain -> intermediate (if tasks) -> target -> evaluate, as nested runs of the active run."""
     if distributed.is_main():
-        ctx = Context(opts.resolve(), opts.progress)  # builds the data and tokenizer caches once
+        ctx = context_for(opts.resolve(), opts.progress)  # builds the data and tokenizer caches once
     distributed.barrier()
     if not distributed.is_main():
-        ctx = Context(opts.resolve(), opts.progress)
+        ctx = context_for(opts.resolve(), opts.progress)
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     dev = {f"dev/{k}": v for k, v in target.metrics.items() if k != ATTEMPTS}

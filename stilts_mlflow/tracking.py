@@ -83,18 +83,20 @@ def thread_tag() -> dict[str, str]:
 
 @contextmanager
 def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None, key: str | None = None,
-          nested: bool = True) -> Iterator[mlflow.ActiveRun]:
-    """A run for one phase/command; resumes an unfinished run with the same key."""
+          nested: bool = True, parent_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run for one phase/command; resumes an unfinished run with the same key. Its parent: the active run
+    (`nested`), or the run `parent_id` names (another process's: a study's worker pool)."""
     previous = find_resumable(key) if key else None
-    parent = mlflow.active_run()
+    if parent_id is None and mlflow.active_run() is not None:
+        parent_id = mlflow.active_run().info.run_id
     if previous is not None:
         log.info("resuming run %s (%s)", previous.info.run_id, name)
         ctx = mlflow.start_run(run_id=previous.info.run_id, nested=nested)
     else:
-        ctx = mlflow.start_run(run_name=name, nested=nested)
+        ctx = mlflow.start_run(run_name=name, nested=nested, parent_run_id=None if nested else parent_id)
     with ctx as run:
-        if previous is not None and parent is not None:
-            _adopt(previous, parent.info.run_id)
+        if previous is not None and parent_id is not None:
+            _adopt(previous, parent_id)
         mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {})
                         | thread_tag())
         if params and previous is None:

@@ -163,7 +163,9 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         score = selection_score(cfg.phase, metrics, cfg.select)
         state["history"].append({"step": step, "score": score, **metrics})
         if state["best_score"] is None or score > state["best_score"]:
-            state.update(best_score=score, best_step=step, best_metrics=metrics, bad_evals=0)
+            gain = math.inf if state["best_score"] is None else score - state["best_score"]
+            state.update(best_score=score, best_step=step, best_metrics=metrics,
+                         bad_evals=0 if gain > tc.min_delta else state["bad_evals"] + 1)
             if accelerator.is_main_process:
                 _save_weights(raw, work_dir / "best.safetensors")
         else:
@@ -171,7 +173,7 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         if on_metrics and accelerator.is_main_process:
             on_metrics({**metrics, "select_score": score}, step)
         log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                                                              if "." not in k or k.endswith(".avg")))
+                                                              if "." not in k or k.endswith((".avg", ".en"))))
 
     bar = tqdm(total=total, initial=state["step"], desc=cfg.phase, disable=not progress or not
                accelerator.is_main_process, mininterval=2)

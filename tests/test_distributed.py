@@ -33,7 +33,7 @@ def test_two_processes_train_one_pipeline_tracked_once(tmp_path):
                                                                      "pretrain", "target"]
     assert all(r.info.status == "FINISHED" for r in all_runs)
     (target,) = by_phase(all_runs, "target")
-    assert target.data.metrics["steps"] == 12 and "dev/xnli/accuracy_avg" in target.data.metrics
+    assert target.data.metrics["steps"] == 12 and "best/xnli/accuracy_avg" in target.data.metrics
     # Data parallel: every phase saw two processes (each rank alone, as its own rank 0, would say 1).
     assert all(r.data.metrics["train/processes"] == 2 for r in all_runs if r.data.tags["stilts.phase"] in
                ("pretrain", "intermediate", "target"))

@@ -1,12 +1,18 @@
 """Study orchestration beyond one process: Kubernetes Jobs rendered by MLflow's backend code and checked
-against the Kubernetes API models, the local project backend with parallel children, and a study killed
-with SIGKILL midway that, rerun, retrains nothing finished and reports what an uninterrupted study does."""
+against the Kubernetes API models, the local project backend and the in-process worker pool with parallel
+children, and studies killed with SIGKILL midway (in a pipeline; the study process itself, its workers with
+it) that, rerun, retrain nothing finished and report what an uninterrupted study does."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -112,20 +118,100 @@ def test_local_backend_runs_children_in_parallel_as_child_runs_and_reuses_them(t
 def test_study_killed_midway_resumes_without_retraining_and_reports_the_same(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     whole.mkdir(), broken.mkdir()
-    stilts(STUDY, whole, whole / "cache")
-    killed = stilts(STUDY, broken, broken / "cache", extra_env={"STILTS_FAULT_KILL_AT": "target:9#3"}, check=False)
+    stilts(STUDY + ["--max-parallel", "1"], whole, whole / "cache")
+    killed = stilts(STUDY + ["--max-parallel", "1"], broken, broken / "cache",
+                    extra_env={"STILTS_FAULT_KILL_AT": "target:9#3"}, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     done_before = {r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target") if r.info.status == "FINISHED"}
     assert len(done_before) == 2  # the first two pipelines finished before the kill
-    resumed = stilts(STUDY, broken, broken / "cache")
+    resumed = stilts(STUDY + ["--max-parallel", "1"], broken, broken / "cache")
     assert "pipelines: 4 (2 reused)" in resumed.stdout, resumed.stdout
     targets = Counter(r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target"))
     assert all(targets[key] == 1 for key in done_before)  # nothing finished was trained again
     assert "resuming from step 6" in resumed.stderr  # the killed pipeline's target phase, from its checkpoint
 
-    def numbers(cwd: Path) -> dict:
-        summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
-        return {"curve": summary["curve"], "verdict": summary["verdict"],
-                "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"])}
+    assert numbers(broken) == numbers(whole)
 
+
+def numbers(cwd: Path) -> dict:
+    summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
+    return {"curve": summary["curve"], "verdict": summary["verdict"],
+            "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"])}
+
+
+def _children_of(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _finished_pipelines(db: Path) -> list[str]:
+    """Read-only, plain sqlite: an MLflow client here would race the study's own creation of the store."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return [r[0] for r in con.execute(
+                "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'stilts.phase' "
+                "and t.value = 'pipeline' and r.status = 'FINISHED'")]
+    except sqlite3.Error:  # not there yet, or its tables not yet created
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+POOL = ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1,2,3,4,5", "--no-export", "--no-progress",
+        "--max-parallel", "2"]
+
+
+@pytest.mark.slow
+def test_worker_pool_runs_children_and_a_killed_study_takes_its_workers_and_resumes(tmp_path):
+    """The in-process backend with 2 workers: child runs under the study, each worker on cores / 2 threads;
+    SIGKILL of the study process ends its workers too (nothing trains on, orphaned), and the rerun retrains
+    nothing finished and reports what an uninterrupted study does."""
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    whole.mkdir(), broken.mkdir()
+    first = stilts(POOL, whole, whole / "cache")
+    assert "pipelines: 6 (0 reused)" in first.stdout, first.stdout
+    assert "6 pipelines on 2 worker processes" in first.stderr
+    all_runs = runs(whole)
+    (parent,) = by_phase(all_runs, "scaling")
+    children = by_phase(all_runs, "pipeline")
+    assert len(children) == 6 and {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["stilts.torch_threads"] for c in children} == {str(child_threads(2))}
+    assert len(by_phase(all_runs, "pretrain")) == 1
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"STILTS_CACHE": str(broken / "cache")}
+    study = subprocess.Popen([sys.executable, "-m", "stilts_mlflow", *POOL], cwd=broken, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    finished: list = []
+    while len(finished) < 2:
+        assert study.poll() is None and time.monotonic() < deadline, "the study ended before it could be killed"
+        time.sleep(0.3)
+        finished = _finished_pipelines(broken / "mlflow.db")
+    workers = _children_of(study.pid)
+    os.kill(study.pid, signal.SIGKILL)
+    study.wait()
+    assert workers
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed study"
+    done_before = {r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target") if r.info.status == "FINISHED"}
+    finished = [r for r in by_phase(runs(broken), "pipeline") if r.info.status == "FINISHED"]
+    assert 2 <= len(finished) < 6
+    resumed = stilts(POOL, broken, broken / "cache")
+    assert f"pipelines: 6 ({len(finished)} reused)" in resumed.stdout, resumed.stdout
+    targets = Counter(r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target"))
+    assert all(targets[key] == 1 for key in done_before)  # nothing finished was trained again
     assert numbers(broken) == numbers(whole)

@@ -89,6 +89,12 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     models = mlflow.search_logged_models(experiment_ids=[target.info.experiment_id], output_format="list")
     steps = sorted(int(m.tags["step"]) for m in models if m.source_run_id == target.info.run_id)
     assert steps == [6, 12]
+    # strictly zero-shot selection (select en): the periodic dev evaluations score English only, the chosen
+    # checkpoint every language
+    assert [m.step for m in client.get_metric_history(target.info.run_id, "dev/xnli/accuracy_en")] == [6, 12]
+    assert not client.get_metric_history(target.info.run_id, "dev/xnli/accuracy_fr")
+    assert {f"best/xnli/accuracy_{x}" for x in langs + ["avg", "non_en_avg"]} <= set(target.data.metrics)
+    assert pipe[0].data.metrics["dev/xnli/accuracy_avg"] == target.data.metrics["best/xnli/accuracy_avg"]
     # the target model is a transformers sequence-classification directory
     from transformers import AutoModelForSequenceClassification
 

@@ -208,3 +208,31 @@ def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(world, 
     result = train_phase(PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
                          tmp_path, progress=False)
     assert result.steps == stopped_at and result.best_step == 2
+
+
+@pytest.mark.parametrize("min_delta,stopped_at,best_step", [(0.0, 20, 20), (0.01, 6, 6), (0.001, 20, 20)])
+def test_early_stopping_counts_only_gains_above_min_delta(world, tok, tmp_path, monkeypatch, min_delta, stopped_at,
+                                                          best_step):
+    """English dev creeping up by less than `min_delta` per evaluation is no progress for early stopping, yet
+    the best checkpoint is still the best score (HF's early_stopping_threshold)."""
+    import stilts_mlflow.train as train
+    from stilts_mlflow.presets import TrainConfig
+
+    scores = iter([0.5 + 0.003 * i for i in range(20)])  # +0.003 per evaluation
+    monkeypatch.setattr(train, "evaluate_tasks", lambda *a, **k: {"xnli/accuracy.en": next(scores)})
+    recs = SyntheticTasks(world).generate("xnli", "train", "en", 24)
+    enc = encode(TASKS["xnli"], recs, tok, 64)
+    cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
+    model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
+    tc = TrainConfig(learning_rate=1e-3, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=2,
+                     min_delta=min_delta)
+    result = train.train_phase(train.PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
+                               tmp_path, progress=False)
+    assert (result.steps, result.best_step) == (stopped_at, best_step)
+
+
+def test_train_config_rejects_a_negative_min_delta():
+    from stilts_mlflow.presets import TrainConfig
+
+    with pytest.raises(ValueError, match="min_delta must be >= 0"):
+        TrainConfig(min_delta=-0.1)

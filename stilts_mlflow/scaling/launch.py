@@ -1,6 +1,7 @@
 """Where a study's child pipelines run.
 
-- `in-process` (default): one after another inside the study's own process.
+- `in-process` (default): inside the study's own process, one after another (`max_parallel` 1), or on a pool
+  of `max_parallel` worker processes that each keep their imports and data between pipelines (workers.py).
 - `local`: each child is an MLflow project run of this project's `pipeline` entry point
   (`mlflow.projects.run(..., backend="local", synchronous=False)`), `max_parallel` at a time.
 - `kubernetes`: each child is submitted through MLflow's Kubernetes project backend: MLflow builds an
@@ -124,6 +125,14 @@ def _submit(opts: Options, launch: LaunchConfig, parent_run_id: str, experiment_
                                parameters=entry_parameters(opts, parent_run_id), experiment_id=experiment_id,
                                backend=launch.backend, backend_config=backend_config, synchronous=False,
                                env_manager="local" if launch.backend == "local" else None)
+
+
+def auto_parallel() -> int:
+    """`max_parallel` auto: one child per CPU core (at most 8) on a machine without a GPU, else one at a time
+    (each child would take the whole GPU)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(8, len(os.sched_getaffinity(0))))
 
 
 def child_threads(max_parallel: int) -> int:

@@ -22,13 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 from stilts_mlflow import tracking
-from stilts_mlflow.phases import Context, Options, run_pipeline, run_pretrain, subset_name
+from stilts_mlflow.phases import Options, context_for, run_pipeline, run_pretrain, subset_name
 from stilts_mlflow.presets import key_fields
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.design import StudyDesign
-from stilts_mlflow.scaling.launch import LaunchConfig, run_submitted
+from stilts_mlflow.scaling.launch import LaunchConfig, child_threads, run_submitted
+from stilts_mlflow.scaling.workers import run_pooled
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "pipeline_result.json"
@@ -64,14 +65,16 @@ def finished_child(opts: Options) -> dict[str, Any] | None:
     return json.loads(Path(path).read_text())
 
 
-def run_child(opts: Options) -> tuple[dict[str, Any], bool]:
-    """One pipeline as a nested run of this process (reused when a finished one has the same key)."""
+def run_child(opts: Options, parent_id: str | None = None) -> tuple[dict[str, Any], bool]:
+    """One pipeline as a child run of the active run, or of run `parent_id` (run in a worker process); reused
+    when a finished one has the same key."""
     row = finished_child(opts)
     if row is not None:
         return row, True
     subset = subset_name(opts.tasks)
     tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
-    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts)) as run:
+    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts),
+                        nested=parent_id is None, parent_id=parent_id) as run:
         row = record_child(opts, run.info.run_id, run_pipeline(opts))
     return row, False
 
@@ -96,7 +99,7 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
                      dev_avg(row), " (reused)" if was_reused else "")
             bar.update(1)
 
-        if launch.backend == "in-process":
+        if launch.backend == "in-process" and launch.max_parallel == 1:
             for i, opts in enumerate(options):
                 row, was_reused = run_child(opts)
                 reused += was_reused
@@ -111,9 +114,13 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
                     reused += 1
                     done(i, row, True)
             if pending and base.resolve().pretrain is not None and base.pretrain == "auto":
-                run_pretrain(base, Context(base.resolve(), base.progress))  # shared: trained here, not in each child
-            run_submitted(pending, launch, mlflow.active_run().info.run_id, finished_child,
-                          lambda i, row: done(i, row, False))
+                run_pretrain(base, context_for(base.resolve(), base.progress))  # shared: trained here, not in each child
+            parent = mlflow.active_run().info.run_id
+            if launch.backend == "in-process":
+                run_pooled(pending, launch.max_parallel, child_threads(launch.max_parallel), parent,
+                           lambda i, row: done(i, row, False))
+            else:
+                run_submitted(pending, launch, parent, finished_child, lambda i, row: done(i, row, False))
     return [r for r in rows if r is not None], reused
 
 
