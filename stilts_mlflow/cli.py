@@ -344,8 +344,8 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
     design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
-    max_parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
-    launch = LaunchConfig(backend, backend_config, max_parallel)
+    parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
+    launch = LaunchConfig(backend, backend_config, parallel)
     if render_jobs:
         return _render_jobs(design, base, launch, Path(render_jobs))
     with _command_run("scaling", base):
@@ -354,7 +354,8 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
         mlflow.set_tags({"stilts.subset": "study", "stilts.k": sizes, "stilts.seed": seeds})  # not one pipeline's
         mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
                            "budget": budget, "sampler": sampler, "design_seed": design_seed,
-                           "pipelines": len(design.runs()), "backend": backend, "max_parallel": max_parallel})
+                           "pipelines": len(design.runs()), "backend": backend, "max_parallel": max_parallel,
+                           "parallel": parallel})  # as given (`mlflow run` logged it so) and as resolved
         result = run_study(design, base, Path(out), progress=not no_progress, export=export, launch=launch)
     analysis = result["analysis"]
     click.echo(f"verdict: {analysis.verdict}")

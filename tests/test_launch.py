@@ -83,6 +83,13 @@ def test_launch_config_rejects_bad_values(kwargs, message):
         LaunchConfig(**kwargs)
 
 
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_max_parallel_is_one_line_naming_the_field(tmp_path, value):
+    proc = stilts(["scaling", "--preset", "smoke", "--max-parallel", value], tmp_path, tmp_path / "cache", check=False)
+    assert proc.returncode == 2 and "max_parallel must be a whole number >= 1 or auto" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
+
+
 def test_bad_backend_is_one_line_not_a_traceback(tmp_path):
     proc = stilts(["scaling", "--preset", "smoke", "--backend", "kubernetes"], tmp_path, tmp_path / "cache",
                   check=False)

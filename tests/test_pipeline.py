@@ -228,17 +228,22 @@ def test_bad_parameters_give_one_clear_line(tmp_path, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def mlflow_run(entry_point: str, params: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`mlflow run` of this project (local env manager) in `cwd`, with `-P` parameters `params`."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(STILTS_CACHE=str(cwd / "cache"), MLFLOW_TRACKING_URI=f"sqlite:///{cwd / 'mlflow.db'}",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    return subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(repo), "-e", entry_point,
+                           *[a for p in params for a in ("-P", p)], "--env-manager", "local",
+                           "--experiment-name", "stilts-xnli"], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_mlflow_run_entry_point(tmp_path):
     """`mlflow run . -e pipeline` runs the CLI inside the run mlflow made, phases nested under it."""
-    repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(STILTS_CACHE=str(tmp_path / "cache"), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    proc = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(repo), "-e", "pipeline",
-                           "-P", "preset=smoke", "-P", "tasks=mnli,squad", "--env-manager", "local",
-                           "--experiment-name", "stilts-xnli"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = mlflow_run("pipeline", ["preset=smoke", "tasks=mnli,squad"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     all_runs = runs(tmp_path)
     (pipe,) = by_phase(all_runs, "pipeline")
@@ -247,3 +252,17 @@ def test_mlflow_run_entry_point(tmp_path):
     for phase in ("pretrain", "intermediate", "target", "evaluate"):
         (run,) = by_phase(all_runs, phase)
         assert run.data.tags["mlflow.parentRunId"] == pipe.info.run_id
+
+
+@pytest.mark.slow
+def test_mlflow_run_scaling_entry_point_with_its_defaults(tmp_path):
+    """`mlflow run . -e scaling` as the README runs it: the entry point's own defaults (in-process backend,
+    max_parallel auto), which `mlflow run` logs as parameters of the run the study then logs into."""
+    proc = mlflow_run("scaling", ["preset=smoke", "sizes=0", "seeds=0,1"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    all_runs = runs(tmp_path)
+    (study,) = by_phase(all_runs, "scaling")
+    assert study.data.tags["mlflow.project.entryPoint"] == "scaling" and study.info.status == "FINISHED"
+    assert study.data.params["max_parallel"] == "auto" and int(study.data.params["parallel"]) >= 1
+    children = by_phase(all_runs, "pipeline")
+    assert len(children) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} == {study.info.run_id}
