@@ -136,7 +136,8 @@ def auto_parallel() -> int:
 
 
 def child_threads(max_parallel: int) -> int:
-    """Torch threads per local child: this machine's cores split among the children running at once.
+    """Torch threads per child on this machine (local backend, worker pool): its cores split among the children
+    running at once.
     Tiny models scale poorly across threads: on 2 cores, two 1-thread tiny children trained 24-26 target
     steps/s each, one 2-thread child 25 (an MLM step: 216 ms on 1 thread, 140 ms on 2)."""
     return max(1, len(os.sched_getaffinity(0)) // max_parallel)

@@ -36,8 +36,6 @@ def _die_with_parent() -> None:
 
 def _init_worker(tracking_uri: str, experiment_id: str, threads: int, log_level: int) -> None:
     _die_with_parent()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
     os.environ.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_EXPERIMENT_ID=experiment_id, STILTS_NO_PROGRESS="1",
                       MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: "
@@ -66,11 +64,11 @@ def run_pooled(children: list[tuple[int, Options]], max_parallel: int, threads: 
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
     initargs = (mlflow.get_tracking_uri(), experiment_id, threads, logging.getLogger().getEffectiveLevel())
     failed: list[str] = []
-    with ProcessPoolExecutor(max_workers=min(max_parallel, len(children)) or 1, initializer=_init_worker,
-                             initargs=initargs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    workers = max(1, min(max_parallel, len(children)))
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=initargs,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
         futures: dict[Future, int] = {pool.submit(_run, opts, parent_run_id): index for index, opts in children}
-        log.info("%d pipelines on %d worker processes, %d torch thread(s) each", len(children),
-                 min(max_parallel, len(children)), threads)
+        log.info("%d pipelines on %d worker processes, %d torch thread(s) each", len(children), workers, threads)
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
