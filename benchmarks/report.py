@@ -84,6 +84,12 @@ def _study(s: dict) -> list[str]:
                 f"(r² = {s['r_squared']:.3f}). Rerun of the {rerun['pipelines']}-pipeline study: {rerun['seconds']:.1f} s "
                 f"({100 * rerun['share_of_first_run']:.0f}% of its first run), {rerun['reused']} of "
                 f"{rerun['pipelines']} pipelines reused.", ""]
+    if "backends" in s:
+        b = s["backends"]
+        out += [f"The {b['pipelines']}-pipeline study by where its children run (fresh store each): "
+                + ", ".join(f"{name} {sec:.1f} s" for name, sec in b["seconds"].items())
+                + f"; worker pool {b['pool_speedup_vs_local']:.2f}x the local backend's speed, "
+                  f"{b['pool_speedup_vs_sequential']:.2f}x one after another.", ""]
     return out
 
 

@@ -61,6 +61,20 @@ def test_markdown_marks_missed_goals():
     assert "throughput 2.00x" in table and "(goal >= 3x: **no**)" in table and "(goal <= 2: yes)" in table
 
 
+def test_study_table_reports_the_backends_side_by_side():
+    from benchmarks import study
+
+    assert set(study.BACKENDS) == {"sequential", "local_x2", "pool_x2"}
+    s = {"preset": "smoke", "rows": [{"pipelines": 1, "seconds": 10.0}], "fixed_seconds": 5.0,
+         "seconds_per_pipeline": 5.0, "r_squared": 1.0,
+         "rerun": {"pipelines": 1, "reused": 1, "seconds": 2.0, "share_of_first_run": 0.2},
+         "backends": {"pipelines": 4, "seconds": {"sequential": 40.0, "local_x2": 30.0, "pool_x2": 15.0},
+                      "pool_speedup_vs_local": 2.0, "pool_speedup_vs_sequential": 2.667}}
+    text = "\n".join(report._study(s))
+    assert "sequential 40.0 s, local_x2 30.0 s, pool_x2 15.0 s" in text
+    assert "2.00x the local backend's speed, 2.67x one after another" in text
+
+
 
 def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch):
     order: list[str] = []
