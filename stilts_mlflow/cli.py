@@ -305,7 +305,7 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 @main.command()
 @_preset
 @click.option("--sizes", default="0-9", show_default=True, help="Subset sizes k to run: a range 0-9 or a list 0,1,4.")
-@click.option("--subsets-per-size", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True,
               help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2.")
 @click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,

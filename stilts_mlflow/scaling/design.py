@@ -21,7 +21,7 @@ from stilts_mlflow.tasks import INTERMEDIATE_TASKS
 class StudyDesign:
     tasks: tuple[str, ...] = INTERMEDIATE_TASKS
     sizes: tuple[int, ...] = tuple(range(len(INTERMEDIATE_TASKS) + 1))
-    subsets_per_size: int = 3
+    subsets_per_size: int = 2
     seeds: tuple[int, ...] = (0,)
     design_seed: int = 0
 
