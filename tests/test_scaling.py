@@ -2,6 +2,7 @@
 
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,21 @@ def test_design_runs_small_sizes_in_full_and_balances_the_rest():
         assert max(per_task) - min(per_task) <= 1, (k, per_task)
     assert len(design.runs()) == 2 * len(subsets)
     assert len(subsets) >= 25
+
+
+def test_default_study_has_every_size_and_at_least_25_pipelines_wherever_it_is_started():
+    """`mlflow run . -e scaling`, `stilts scaling` and StudyDesign() run the same default design."""
+    import yaml
+
+    from stilts_mlflow.cli import scaling
+
+    project = yaml.safe_load((Path(__file__).parents[1] / "MLproject").read_text())
+    mlproject_default = int(project["entry_points"]["scaling"]["parameters"]["subsets_per_size"]["default"])
+    cli_default = next(p.default for p in scaling.params if p.name == "subsets_per_size")
+    assert mlproject_default == cli_default == StudyDesign().subsets_per_size
+    runs = StudyDesign().runs()
+    assert len(runs) >= 25
+    assert {len(subset) for subset, _ in runs} == set(range(len(INTERMEDIATE_TASKS) + 1))
 
 
 def test_design_is_deterministic_and_balanced_for_larger_samples():
