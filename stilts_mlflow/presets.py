@@ -155,7 +155,8 @@ _TINY = Preset(
     # stops the run. Replayed on the English dev curves of the 39 target runs of a default study (2-CPU AMD
     # EPYC, commit 1fbb787), stopping after 2 such evaluations ended at step 2,647 on average, after 1 at 2,192
     # (17% fewer target steps); every run trains the same trajectory until it stops, so the rule changes only
-    # where it stops, and it is the same rule for every k.
+    # where it stops, and it is the same rule for every k. Rerun with this rule, the 32 pipelines both study
+    # designs share moved by -0.0005 in XNLI test average on average (SD 0.0033; 12 of 32 unchanged).
     target=TrainConfig(learning_rate=1e-3, batch_size=64, steps=4000, warmup_ratio=0.1, eval_every=250,
                        checkpoint_every=250, patience=1, min_steps=1000, min_delta=0.01, stop_above=0.5,
                        freeze_embeddings=True, restarts=2),
