@@ -6,13 +6,14 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from stilts_mlflow.presets import PRESETS, DataConfig, get_preset
+from stilts_mlflow.presets import PRESETS, PRETRAIN_CHOICES, DataConfig, get_preset
 from stilts_mlflow.sampling import SAMPLERS
 from stilts_mlflow.tasks import DataError
 
@@ -131,8 +132,11 @@ def _phase_options(f):
                      help="Seed of the intermediate and target phases."),
         click.option("--pretrain-seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of MLM pretraining (shared by all pipelines of a study)."),
-        click.option("--pretrain", "pretrain_mode", type=click.Choice(["auto", "skip"]), default="auto",
-                     show_default=True, help="skip: start from a randomly initialised encoder (the ablation)."),
+        click.option("--pretrain", "pretrain_mode", type=click.Choice(list(PRETRAIN_CHOICES)), default="auto",
+                     show_default=True, help="auto: the preset's published encoder (tiny: the shipped "
+                     "stilts-mini-xlmr), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain here with "
+                     "the preset's recipe (reproduces the published encoder); skip: a randomly initialised encoder "
+                     "(the ablation)."),
         click.option("--sampler", type=click.Choice(list(SAMPLERS)),
                      default="proportional", show_default=True, help="Multi-task sampling of intermediate tasks."),
         click.option("--temperature", type=float, default=2.0, show_default=True,
@@ -195,13 +199,32 @@ def _command_run(name: str, opts):
 
 @main.command()
 @_phase_options
-def pretrain(**kw):
-    """Phase 1: MLM pretraining of the tiny XLM-R on the synthetic corpus (offline presets only)."""
+@click.option("--publish", type=click.Path(file_okay=False), default=None,
+              help="Also write the encoder as a published directory here (weights, config, tokenizer and a manifest "
+                   "with the world fingerprint, recipe, steps, wall time and sha256 of every file); "
+                   "stilts_mlflow/encoders/stilts-mini-xlmr is the one the tiny preset ships.")
+def pretrain(publish: str | None, **kw):
+    """Phase 1: MLM pretraining of the tiny XLM-R on the synthetic corpus (offline presets only): makes the
+    published encoder stilts-mini-xlmr (tiny) from scratch."""
+    import mlflow
+
+    from stilts_mlflow import published
     from stilts_mlflow.phases import Context, run_pretrain
 
+    kw["pretrain_mode"] = "train"  # this command always pretrains; `auto` would resolve to the shipped encoder
     opts = _options(kw)
+    preset = opts.resolve()
     with _command_run("pretrain", opts):
-        out = run_pretrain(opts, Context(opts.resolve(), opts.progress))
+        out = run_pretrain(opts, Context(preset, opts.progress))
+        if publish:  # MLproject passes "" for no directory
+            target = Path(publish)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(out.path, target, ignore=shutil.ignore_patterns("DONE", "phase_metrics.json"))
+            manifest = published.write_manifest(target, preset, opts.pretrain_seed, int(out.metrics["steps"]),
+                                                out.metrics["seconds"], {"mlm_dev_loss": out.metrics["mlm_loss"]})
+            mlflow.log_dict(manifest, "published_manifest.json")
+            log.info("published encoder: %s (%d steps, %.0f s)", target, manifest["steps"], manifest["wall_seconds"])
     log.info("pretrained encoder: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
 
 
@@ -272,6 +295,49 @@ def pipeline(parent_run_id: str, **kw):
         result = run_pipeline(opts)
         record_child(opts, run.info.run_id, result)  # a study with these options reuses this run
     _print_metrics(result["evaluate"].metrics)
+
+
+@main.command()
+@_preset
+@click.option("--seeds", default="0,1,2", show_default=True, help="Target seeds of the k = 0 pipelines: 0,1,2 or 0-2.")
+@click.option("--ablation/--no-ablation", default=True, show_default=True,
+              help="Also run the same pipeline from a randomly initialised encoder (--pretrain skip).")
+@click.option("--pretrain", "pretrain_mode", type=click.Choice(["auto", "train"]), default="auto", show_default=True,
+              help="auto: the preset's published encoder; train: the one pretraining here makes.")
+@click.option("--out", type=click.Path(file_okay=False), default="transfer_report", show_default=True,
+              help="Directory for transfer.json and transfer.md (also logged to the transfer run).")
+@click.option("--no-progress", is_flag=True, help="No progress bars, the libraries' included.")
+def transfer(preset: str, seeds: str, ablation: bool, pretrain_mode: str, out: str, no_progress: bool):
+    """How the encoder transfers: k = 0 pipelines (one per seed, cached like the study's children), each language's
+    share of English's margin over chance (r) next to XLM-R base's, and the random-encoder ablation."""
+    import mlflow
+
+    from stilts_mlflow import transfer as tr
+    from stilts_mlflow.phases import Options
+    from stilts_mlflow.scaling.orchestrate import run_child
+
+    if no_progress:
+        quiet_libraries()
+    base = Options(preset=preset, pretrain=pretrain_mode, progress=not no_progress)
+    seed_list = _int_list(seeds, "seeds")
+    if not seed_list:
+        raise ValueError(f"--seeds: give at least one seed; got {seeds!r}")
+    with _command_run("transfer", base):
+        mlflow.set_tags({"stilts.subset": "none", "stilts.seed": seeds})
+        mlflow.log_params({"preset": preset, "seeds": seeds, "ablation": ablation, "pretrain": pretrain_mode})
+        runs = {s: tr.accuracies(run_child(replace(base, seed=s, progress=False))[0]["metrics"]) for s in seed_list}
+        random = tr.accuracies(run_child(replace(base, pretrain="skip", progress=False))[0]["metrics"]) \
+            if ablation else None
+        summary = tr.summarize(runs, random)
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "transfer.json").write_text(json.dumps(summary, indent=1))
+        (out_dir / "transfer.md").write_text(tr.markdown(summary))
+        mlflow.log_artifacts(str(out_dir), artifact_path="transfer")
+        mlflow.log_metrics({"transfer/mean_r": summary["mean_r"], "transfer/spearman_rho": summary["spearman_rho_vs_xlmr_base"],
+                            "transfer/min_accuracy": summary["min_accuracy"],
+                            **({"transfer/random_mean_r": summary["random_encoder"]["mean_r"]} if ablation else {})})
+    click.echo(tr.markdown(summary))
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:

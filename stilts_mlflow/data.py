@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def data_key(cfg: DataConfig) -> str:
-    """Hash of everything the data depend on (config + world version)."""
-    blob = json.dumps({"cfg": key_fields(cfg), "world": WORLD_VERSION}, sort_keys=True)
+    """Hash of everything the data depend on (config + world version); not the tokenizer, which reads them."""
+    fields = {k: v for k, v in key_fields(cfg).items() if k != "tokenizer"}
+    blob = json.dumps({"cfg": fields, "world": WORLD_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
@@ -25,13 +26,13 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_model, save_model
 from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-from stilts_mlflow import distributed, tracking
+from stilts_mlflow import distributed, published, tracking
 from stilts_mlflow.data import cache_dir, data_key, materialize, train_corpus_tokenizer, unit_path
 from stilts_mlflow.evaluate import evaluate_tasks, report_figure, report_table, zero_shot
 from stilts_mlflow.features import Encoded, encode, tag_set
 from stilts_mlflow.mlm import LanguageVocab, language_vocab
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
-from stilts_mlflow.presets import Preset, TrainConfig, get_preset, key_fields
+from stilts_mlflow.presets import PRETRAIN_CHOICES, Preset, TrainConfig, get_preset, key_fields
 from stilts_mlflow.tasks import get_task, make_loader, parse_tasks, task_languages
 from stilts_mlflow.tasks.loaders import LocalLoader
 from stilts_mlflow.tokenizer import TOKENIZER_VERSION, load_tokenizer
@@ -41,7 +42,6 @@ from stilts_mlflow.sampling import SAMPLERS
 log = logging.getLogger(__name__)
 HEADS_FILE = "heads.json"
 ATTEMPTS = "attempts"  # target phase metrics: how many attempts (1 + restarts) it took
-PRETRAIN_CHOICES = ("auto", "skip")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Options:
     cap: int = 0
     budget: str = "fixed"
     select: str = "en"
-    pretrain: str = "auto"  # auto | skip (ablation: a randomly initialised encoder)
+    pretrain: str = "auto"  # auto | train | skip (PRETRAIN_CHOICES)
     mixed_precision: str = "no"
     progress: bool = True
     source: str | None = None  # data overrides (see `stilts data --help`)
@@ -72,6 +72,13 @@ class Options:
                 raise ValueError(f"--pretrained applies to the xlmr presets; {preset.name} pretrains its own encoder")
             preset = replace(preset, model=replace(preset.model, pretrained=self.pretrained),
                              data=replace(preset.data, tokenizer=self.pretrained))
+        if self.pretrain == "auto" and preset.model.published:  # start from the shipped encoder, its tokenizer
+            name = published.PREFIX + preset.model.published
+            preset = replace(preset, model=replace(preset.model, init="pretrained", pretrained=name),
+                             data=replace(preset.data, tokenizer=name))
+        elif self.pretrain == "train" and preset.pretrain is None:
+            raise ValueError(f"pretrain=train: preset {preset.name} starts from {preset.model.pretrained} and has no "
+                             "pretraining recipe")
         data = preset.data
         for name, value in (("source", self.source), ("local_dir", self.data_dir), ("hub_mirror", self.hub_mirror)):
             if value:
@@ -114,6 +121,8 @@ class Context:
     @cached_property
     def tokenizer_dir(self) -> str:
         cfg = self.preset.data
+        if cfg.tokenizer.startswith(published.PREFIX):
+            return str(published.path(cfg.tokenizer))
         if cfg.tokenizer != "train":
             return cfg.tokenizer
         out = cache_dir() / "tokenizers" / f"{data_key(cfg)}-{cfg.vocab_size}-{TOKENIZER_VERSION}"
@@ -324,11 +333,13 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
         use_mlm_softmax(model, preset.pretrain, ctx)
         train = {"mlm": mlm_corpus(ctx, "train")}
         dev = {"mlm": {lang: ctx.encoded("mlm", "dev", lang) for lang in task_languages("mlm", "dev")}}
+        start = time.monotonic()
         result = _train("pretrain", opts, preset.pretrain, ctx, model, train, dev, work, opts.pretrain_seed)
         _log_best(result)
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(out))
-        return {"mlm_loss": result.best_metrics["mlm/loss"]}
+        return {"mlm_loss": result.best_metrics["mlm/loss"], "steps": result.steps,
+                "seconds": time.monotonic() - start}
 
     return _run_phase("pretrain", key, {"preset": preset.name, "seed": opts.pretrain_seed,
                                         **_flat("train", asdict(preset.pretrain)), **_flat("model", asdict(preset.model))},
@@ -357,10 +368,28 @@ def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:
     preset = ctx.preset
     if opts.pretrain == "skip":
         return None, tracking.make_key(random=True, model=key_fields(preset.model), data=data_key(preset.data))
-    if preset.pretrain is None:
+    if preset.model.init == "pretrained" and preset.model.pretrained.startswith(published.PREFIX):
+        return published_encoder(preset)
+    if preset.model.init == "pretrained":
         return preset.model.pretrained, tracking.make_key(pretrained=preset.model.pretrained)
     out = run_pretrain(opts, ctx)
     return str(out.path), out.key
+
+
+_VERIFIED: set[str] = set()
+
+
+def published_encoder(preset: Preset) -> tuple[str, str]:
+    """The shipped encoder (verified once per process: files against the manifest's sha256, the world against
+    the generator's fingerprint), registered as `stilts-mini-xlmr` on first use; the active run records which
+    version it started from."""
+    directory = published.path(preset.model.pretrained)
+    if str(directory) not in _VERIFIED:
+        published.verify(directory, preset.data)
+        _VERIFIED.add(str(directory))
+    if mlflow.active_run() is not None:
+        mlflow.set_tag("stilts.encoder", published.register(directory))
+    return str(directory), tracking.make_key(published=published.lineage_key(directory))
 
 
 def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:

@@ -30,13 +30,20 @@ def key_fields(obj: Any) -> Any:
 
 
 MLM_SOFTMAX: tuple[str, ...] = ("full", "language")
+LANGUAGE_SHARES: tuple[str, ...] = ("uniform", "cc100")
+# auto: the preset's published encoder (tiny), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain
+# here with the preset's recipe (reproduces the published one); skip: a randomly initialised encoder (the ablation)
+PRETRAIN_CHOICES: tuple[str, ...] = ("auto", "train", "skip")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str = "synthetic"  # synthetic | hub | local
     world_seed: int = 0
-    mlm_docs_per_lang: int = 3000
+    mlm_docs_per_lang: int = 3000  # MLM training documents per language (the mean, with language_shares cc100)
+    # "uniform": every language the same; "cc100": XLM-R's shares of CC-100 after alpha = 0.3 smoothing
+    # (Conneau et al. 2020), which leave Swahili and Urdu the least data
+    language_shares: str = "uniform"
     task_train: int = 3000  # per intermediate task
     task_eval: int = 300  # dev and test per intermediate task
     xnli_train: int = 6000  # English
@@ -47,11 +54,18 @@ class DataConfig:
     local_dir: str | None = None  # source=local: DIR/<task>/<split>[.<lang>].jsonl
     hub_mirror: str | None = None  # source=hub: read save_to_disk copies under this dir instead of the hub
 
+    def __post_init__(self):
+        if self.language_shares not in LANGUAGE_SHARES:
+            raise ValueError(f"language_shares must be one of {', '.join(LANGUAGE_SHARES)}; got {self.language_shares!r}")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     init: str = "random"  # random (offline presets pretrain it) | pretrained (from_pretrained)
     pretrained: str | None = None  # hub name or directory of an XLMRobertaForMaskedLM
+    # offline presets: the shipped encoder this recipe made (published.py); pipelines start from it unless
+    # asked to pretrain (`--pretrain train`)
+    published: str | None = None
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
@@ -116,21 +130,18 @@ class Preset:
 
 _TINY = Preset(
     name="tiny",
-    description="offline default: synthetic world, tiny XLM-R pretrained here, 2-CPU friendly",
-    # 10,000 pieces keep every word of the world whole, so a word is one embedding in every language.
-    data=DataConfig(vocab_size=10000),
-    # Sized for 2 CPUs. Probes (h64, 2 layers): without dropout the synthetic NLI is learned in ~1,500 steps,
-    # with 0.1 it stayed at chance that long. With the full softmax, cross-lingual alignment of property words
-    # (nearest English neighbour of a foreign word's embedding has the same sense) needed long pretraining: at
-    # 30% masking, 3,000 steps (lr 3e-3) gave 1-15% (chance 2%), 4,500 steps 14-77%, 9,000 steps (lr 2e-3) 94-99%.
-    # The language softmax (mlm.py) removes the reward for keeping languages apart and makes a step 1.47x faster
-    # (25.3 vs 17.3 steps/s side by side, 2 threads; benchmarks/mlm_softmax.py). Probes with it (target seed 0, the target recipe below, no restarts):
-    # 9,000 steps at lr 2e-3 -> English 0.992, non-English 0.413 (full softmax: 0.975 / 0.384); 4,500 at 4e-3 ->
-    # 0.985 / 0.388; 3,000 at 4e-3 -> 0.972 / 0.378; 4,500 at 2e-3 and 1,500 / 3,000 at 2e-3 left the target
-    # phase on its plateau, and so did 6,000 at 4e-3 with this target seed (the plateau is a matter of seeds too,
-    # hence the target restarts).
-    model=ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256, max_length=128, dropout=0.0),
-    pretrain=TrainConfig(learning_rate=4e-3, batch_size=64, steps=4500, eval_every=1500, checkpoint_every=500,
+    description="offline default: synthetic world, the published tiny XLM-R stilts-mini-xlmr, 2-CPU friendly",
+    # 6,500 BPE merges (~4,000 pieces in use) keep nearly every word whole (1.01 pieces per word) while
+    # inflected forms share their stem's piece ("limpi a", "чист ую"), as XLM-R's vocabulary splits real
+    # morphology. XLM-R's CC-100 language shares (alpha 0.3) give Swahili and Urdu the least text.
+    # docs/miniature.md has the probes behind every choice here.
+    data=DataConfig(vocab_size=6500, language_shares="cc100"),
+    # Small but deep (K et al. 2020: depth matters most for cross-lingual ability); no dropout.
+    model=ModelConfig(hidden_size=64, num_layers=4, num_heads=2, intermediate_size=256, max_length=128, dropout=0.0,
+                      published="stilts-mini-xlmr"),
+    # Pretrained once, long (multilinguality appears after the MLM loss plateaus; Dufter & Schuetze 2020), and
+    # shipped: pipelines start from stilts_mlflow/encoders/stilts-mini-xlmr; `--pretrain train` reruns this.
+    pretrain=TrainConfig(learning_rate=2e-3, batch_size=64, steps=36000, eval_every=3000, checkpoint_every=1000,
                          mlm_probability=0.3, mlm_softmax="language"),
     # Intermediate: 400 steps hardly teach the tasks (anli and mnli stay at chance, squad F1 0.33-0.37) but
     # move the encoder: after squad the <s> state varied 2.7x less across inputs than after pretraining, and

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stilts_mlflow import tracking
-from stilts_mlflow.phases import Options, context_for, run_pipeline, run_pretrain, subset_name
+from stilts_mlflow.phases import Options, context_for, initial_encoder, run_pipeline, subset_name
 from stilts_mlflow.presets import key_fields
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
@@ -113,8 +113,8 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
                 else:
                     reused += 1
                     done(i, row, True)
-            if pending and base.resolve().pretrain is not None and base.pretrain == "auto":
-                run_pretrain(base, context_for(base.resolve(), base.progress))  # shared: trained here, not in each child
+            if pending and base.pretrain != "skip":  # shared: pretrained or registered here, not in each child
+                initial_encoder(base, context_for(base.resolve(), base.progress))
             parent = mlflow.active_run().info.run_id
             if launch.backend == "in-process":
                 run_pooled(pending, launch.max_parallel, child_threads(launch.max_parallel), parent,

@@ -18,6 +18,7 @@ from stilts_mlflow.presets import DataConfig
 from stilts_mlflow.tasks.records import DataError, Record, validate
 from stilts_mlflow.tasks.spec import NLI_LABELS, TaskSpec, get_task
 from stilts_mlflow.world import XNLI_LANGUAGES, World
+from stilts_mlflow.world.languages import CC100_SHARES
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,13 @@ def task_languages(task: str, split: str) -> tuple[str, ...]:
     return ("en",)
 
 
-def split_size(cfg: DataConfig, task: str, split: str) -> int:
+def split_size(cfg: DataConfig, task: str, split: str, lang: str = "en") -> int:
     if task == "mlm":
-        return cfg.mlm_docs_per_lang if split == "train" else max(4, cfg.mlm_docs_per_lang // 20)
+        if split != "train":
+            return max(4, cfg.mlm_docs_per_lang // 20)
+        if cfg.language_shares == "cc100":  # XLM-R's alpha-smoothed CC-100 shares of the same total
+            return max(4, round(cfg.mlm_docs_per_lang * len(XNLI_LANGUAGES) * CC100_SHARES[lang]))
+        return cfg.mlm_docs_per_lang
     if task == "xnli":
         return {"train": cfg.xnli_train, "dev": cfg.xnli_dev, "test": cfg.xnli_test}[split]
     return cfg.task_train if split == "train" else cfg.task_eval
@@ -53,7 +58,7 @@ class SyntheticLoader:
 
     def load(self, task: str, split: str, lang: str = "en") -> list[Record]:
         spec = get_task(task)
-        records = self.tasks.generate(task, split, lang, split_size(self.cfg, task, split))
+        records = self.tasks.generate(task, split, lang, split_size(self.cfg, task, split, lang))
         return [validate(r, spec, f"synthetic {task}/{split}/{lang} #{i}") for i, r in enumerate(records)]
 
 

@@ -8,7 +8,7 @@ from stilts_mlflow.world.grammar import NP, Clause, Event, Isa, Prop, Realizer
 from stilts_mlflow.world.languages import LANGUAGES, XNLI_LANGUAGES, build_vocabulary
 from stilts_mlflow.world.lexicon import NAMES, Lexicon, build_lexicon
 
-WORLD_VERSION = "7"
+WORLD_VERSION = "8"
 
 __all__ = ["NP", "Clause", "Event", "Isa", "Prop", "World", "WORLD_VERSION", "XNLI_LANGUAGES", "LANGUAGES", "NAMES"]
 

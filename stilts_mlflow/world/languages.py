@@ -18,6 +18,12 @@ from stilts_mlflow.world.lexicon import NAMES, Lexicon
 
 XNLI_LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur")
 
+# XLM-R's CC-100 shares after alpha = 0.3 smoothing (Conneau et al. 2020, from its corpus sizes), normalised
+# over the 15 XNLI languages: what puts Swahili and Urdu last in real XLM-R.
+_CC100 = dict(en=11.2, ru=11.0, vi=8.9, th=7.3, de=7.1, bg=6.8, fr=6.8, es=6.7, el=6.4, zh=6.4, ar=5.5, tr=5.0,
+              hi=5.0, ur=3.4, sw=2.3)
+CC100_SHARES: dict[str, float] = {lang: _CC100[lang] / sum(_CC100.values()) for lang in XNLI_LANGUAGES}
+
 
 @dataclass(frozen=True)
 class LanguageSpec:
@@ -37,31 +43,34 @@ class LanguageSpec:
     noun_prefix: bool = False  # Bantu-style noun-class prefixes with adjective agreement
     gender: str = "none"  # none | suffix-e (fr) | o-a (es) | de | ru
     cognate_rate: float = 0.0  # share of words derived from English by sound rules
+    # share of nouns, verbs and places borrowed from English, keeping its spelling ("le weekend", "das Handy"):
+    # graded by contact with English, never adjectives or function words (the words XNLI's labels turn on)
+    loan_rate: float = 0.0
     family: str = ""  # languages of one family share stems
     period: str = "."
 
 
 LANGUAGES: dict[str, LanguageSpec] = {s.code: s for s in (
     LanguageSpec("en", "English", "latin", neg="en"),
-    LanguageSpec("fr", "French", "latin", adj_after=True, neg="circum", gender="suffix-e", cognate_rate=0.6),
-    LanguageSpec("es", "Spanish", "latin", adj_after=True, gender="o-a", cognate_rate=0.6),
-    LanguageSpec("de", "German", "latin", neg="final", gender="de", cognate_rate=0.5),
-    LanguageSpec("el", "Greek", "greek"),
-    LanguageSpec("bg", "Bulgarian", "cyrillic", indef=False, definite="suffix", family="slavic"),
-    LanguageSpec("ru", "Russian", "cyrillic", indef=False, definite="none", acc="suffix", copula="none",
+    LanguageSpec("fr", "French", "latin", loan_rate=0.3, adj_after=True, neg="circum", gender="suffix-e", cognate_rate=0.6),
+    LanguageSpec("es", "Spanish", "latin", loan_rate=0.3, adj_after=True, gender="o-a", cognate_rate=0.6),
+    LanguageSpec("de", "German", "latin", loan_rate=0.3, neg="final", gender="de", cognate_rate=0.5),
+    LanguageSpec("el", "Greek", "greek", loan_rate=0.15),
+    LanguageSpec("bg", "Bulgarian", "cyrillic", loan_rate=0.15, indef=False, definite="suffix", family="slavic"),
+    LanguageSpec("ru", "Russian", "cyrillic", loan_rate=0.15, indef=False, definite="none", acc="suffix", copula="none",
                  gender="ru", family="slavic"),
-    LanguageSpec("tr", "Turkish", "turkish", order="SOV", definite="none", acc="suffix", neg="suffix",
+    LanguageSpec("tr", "Turkish", "turkish", loan_rate=0.15, order="SOV", definite="none", acc="suffix", neg="suffix",
                  copula="final", head_final=True),
-    LanguageSpec("ar", "Arabic", "arabic", order="VSO", adj_after=True, indef=False, definite="prefix",
+    LanguageSpec("ar", "Arabic", "arabic", loan_rate=0.05, order="VSO", adj_after=True, indef=False, definite="prefix",
                  copula="none"),
-    LanguageSpec("vi", "Vietnamese", "vietnamese", adj_after=True, definite="none", classifier=True),
-    LanguageSpec("th", "Thai", "thai", adj_after=True, spaces=False, definite="none", classifier=True, period=""),
-    LanguageSpec("zh", "Chinese", "cjk", spaces=False, definite="none", classifier=True, head_final=True,
+    LanguageSpec("vi", "Vietnamese", "vietnamese", loan_rate=0.15, adj_after=True, definite="none", classifier=True),
+    LanguageSpec("th", "Thai", "thai", loan_rate=0.05, adj_after=True, spaces=False, definite="none", classifier=True, period=""),
+    LanguageSpec("zh", "Chinese", "cjk", loan_rate=0.05, spaces=False, definite="none", classifier=True, head_final=True,
                  period="。"),
-    LanguageSpec("hi", "Hindi", "devanagari", order="SOV", definite="none", acc="post", copula="final",
+    LanguageSpec("hi", "Hindi", "devanagari", loan_rate=0.05, order="SOV", definite="none", acc="post", copula="final",
                  head_final=True, family="hindustani", period="।"),
-    LanguageSpec("sw", "Swahili", "swahili", adj_after=True, indef=False, definite="none", noun_prefix=True),
-    LanguageSpec("ur", "Urdu", "urdu", order="SOV", definite="none", acc="post", copula="final",
+    LanguageSpec("sw", "Swahili", "swahili", loan_rate=0.15, adj_after=True, indef=False, definite="none", noun_prefix=True),
+    LanguageSpec("ur", "Urdu", "urdu", loan_rate=0.05, order="SOV", definite="none", acc="post", copula="final",
                  head_final=True, family="hindustani", period="۔"),
 )}
 
@@ -197,6 +206,9 @@ def build_vocabulary(lexicon: Lexicon, code: str, seed: int) -> Vocabulary:
         english = lexicon.english.get(key, "")
         if code == "en":
             form = english or key.split(":", 1)[1]
+        elif (english and key[0] in "cnvp" and english not in used
+              and _rng(seed, code, "loan", key).random() < spec.loan_rate):
+            form = english  # a loanword: English spelling, the language's own grammar around it
         else:
             length = 1 if key.startswith(("f:", "clf:")) else 2 + (len(english) > 5)
             attempt = 0
@@ -204,7 +216,7 @@ def build_vocabulary(lexicon: Lexicon, code: str, seed: int) -> Vocabulary:
             while form in used or form.lower() in _RESERVED:
                 attempt += 1
                 form = _word(spec, key, english, seed, attempt, length + attempt // 4)
-        if spec.code == "de" and key[0] in "nc":
+        if spec.code == "de" and key[0] in "nc" and form != english:
             form = form[:1].upper() + form[1:]
         forms[key] = form
         used.add(form)

@@ -1,0 +1,107 @@
+"""The shipped encoder stilts-mini-xlmr: its files match the manifest, it was pretrained on the world the
+generator makes today, it is registered once, and it still transfers (a regression guard)."""
+
+import json
+import shutil
+from dataclasses import replace
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from stilts_mlflow import published
+from stilts_mlflow.presets import get_preset
+from stilts_mlflow.world import languages
+
+TINY = get_preset("tiny")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return published.path(TINY.model.published)
+
+
+def test_every_shipped_file_matches_its_manifest_sha256(shipped):
+    manifest = published.verify(shipped)
+    assert {"model.safetensors", "config.json"} <= set(manifest["files"])
+    assert manifest["recipe"]["pretrain"]["steps"] == manifest["steps"] == TINY.pretrain.steps
+    assert manifest["recipe"]["model"] == json.loads(json.dumps(TINY.model.__dict__))
+    assert manifest["wall_seconds"] > 0 and manifest["seed"] == 0
+
+
+def test_the_encoder_was_pretrained_on_the_world_the_generator_makes(shipped):
+    published.verify(shipped, TINY.data)
+
+
+def test_a_changed_world_generator_is_refused_until_a_new_encoder_is_published(shipped, monkeypatch):
+    monkeypatch.setitem(languages.LANGUAGES, "fr", replace(languages.LANGUAGES["fr"], loan_rate=0.0))
+    with pytest.raises(published.PublishedEncoderError, match="world fingerprint"):
+        published.verify(shipped, TINY.data)
+
+
+def test_a_changed_file_is_refused_by_name(shipped, tmp_path):
+    copy = tmp_path / "enc"
+    shutil.copytree(shipped, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(published.PublishedEncoderError, match="config.json: sha256 differs"):
+        published.verify(copy)
+    shutil.copy(shipped / "config.json", copy / "config.json")
+    (copy / "extra.bin").write_bytes(b"x")
+    with pytest.raises(published.PublishedEncoderError, match="not in the manifest: extra.bin"):
+        published.verify(copy)
+
+
+def test_registered_once_with_alias_published(shipped, tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        first = published.register(shipped)
+        assert published.register(shipped) == first
+        client = MlflowClient()
+        versions = client.search_model_versions(f"name='{published.REGISTERED_NAME}'")
+        assert len(versions) == 1
+        mv = client.get_model_version_by_alias(published.REGISTERED_NAME, published.ALIAS)
+        assert first.endswith(f"/{mv.version}")
+        assert mv.tags["sha256"] == published.read_manifest(shipped)["files"]["model.safetensors"]
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+GUARD_STEPS = 600  # a smoke-sized target phase: a few hundred steps on 1,500 English pairs
+GUARD_TEST = 150  # test pairs per language: 14 x 150 at chance give a non-English mean of 0.333 +- 0.010
+
+
+@pytest.mark.slow
+def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(shipped, tmp_path):
+    """A regression guard, not a tuning target: English NLI fine-tuned briefly from the shipped encoder must
+    put every other language's average clearly above chance (4 standard errors)."""
+    import torch
+    from transformers import XLMRobertaForMaskedLM
+
+    from stilts_mlflow.evaluate import zero_shot
+    from stilts_mlflow.features import encode
+    from stilts_mlflow.model import HeadSpec, MultiTaskModel
+    from stilts_mlflow.tasks import get_task
+    from stilts_mlflow.tasks.synthetic import SyntheticTasks
+    from stilts_mlflow.tokenizer import load_tokenizer
+    from stilts_mlflow.train import PhaseConfig, train_phase
+    from stilts_mlflow.world import XNLI_LANGUAGES, World
+
+    torch.manual_seed(0)
+    tok = load_tokenizer(shipped)
+    tasks, spec = SyntheticTasks(World(TINY.data.world_seed)), get_task("xnli")
+
+    def data(split, lang, n):
+        return encode(spec, tasks.generate("xnli", split, lang, n), tok, TINY.model.max_length)
+
+    pretrained = XLMRobertaForMaskedLM.from_pretrained(str(shipped))
+    model = MultiTaskModel(pretrained.config, [HeadSpec("nli", "classification", 3)])
+    model.load_encoder_from(pretrained)
+    tc = replace(TINY.target, steps=GUARD_STEPS, eval_every=GUARD_STEPS // 4, checkpoint_every=GUARD_STEPS,
+                 patience=0, restarts=0, min_steps=0)
+    train_phase(PhaseConfig("target", tc, seed=0), model, {"xnli": data("train", "en", 1500)},
+                {"xnli": {"en": data("dev", "en", 150)}}, tok, tmp_path / "target", progress=False)
+    metrics, _ = zero_shot(model, {lang: data("test", lang, GUARD_TEST) for lang in XNLI_LANGUAGES}, tok)
+    assert metrics["test/accuracy.en"] > 0.6, metrics
+    assert metrics["test/accuracy.non_en_avg"] > 1 / 3 + 4 * 0.0103, metrics
