@@ -395,7 +395,7 @@ def published_encoder(preset: Preset) -> tuple[str, str]:
 def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
     """Frozen embeddings and continued MLM keep what pretraining aligned; a random encoder (`pretrain=skip`)
     has nothing to keep, and frozen random embeddings would stop even English from learning."""
-    return replace(tc, freeze_embeddings=False, mlm_share=0.0) if opts.pretrain == "skip" else tc
+    return replace(tc, freeze_embeddings=False, freeze_layers=0, mlm_share=0.0) if opts.pretrain == "skip" else tc
 
 
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:

@@ -95,10 +95,15 @@ class TrainConfig:
     # Keep the word embeddings as pretraining left them (Wu & Dredze 2019, "Beto, Bentz, Becas", Sec. 5:
     # freezing the lowest layers helps zero-shot transfer); only English words get gradients otherwise.
     freeze_embeddings: bool = False
+    # ... and the lowest encoder layers, whose states are the most alike across languages (fine-tuning only)
+    freeze_layers: int = 0
     mlm_probability: float = 0.15  # share of tokens masked in MLM batches (BERT's 15%; 30% learns faster here)
     # MLM softmax over the whole vocabulary ("full", as XLM-R) or over the document language's own tokens
     # ("language", mlm.py): no reward for keeping the languages apart, and a fraction of the output layer's work.
     mlm_softmax: str = "full"
+    # knn-replace (knn.py; Dufter & Schuetze 2020): share of the predicted MLM positions that show the original
+    # token's nearest neighbour in another language (by the model's own embeddings) instead of <mask>
+    knn_replace: float = 0.0
     # Intermediate only: share of the steps spent on continued multilingual MLM over the pretraining corpus,
     # the tasks sharing the rest by the sampler (Phang et al. 2020, Sec. 6: "continuing multilingual MLM
     # during intermediate-task training"). 0: off, the paper's main recipe.
@@ -143,34 +148,18 @@ _TINY = Preset(
     # shipped: pipelines start from stilts_mlflow/encoders/stilts-mini-xlmr; `--pretrain train` reruns this.
     pretrain=TrainConfig(learning_rate=2e-3, batch_size=64, steps=36000, eval_every=3000, checkpoint_every=1000,
                          mlm_probability=0.3, mlm_softmax="language"),
-    # Intermediate: 400 steps hardly teach the tasks (anli and mnli stay at chance, squad F1 0.33-0.37) but
-    # move the encoder: after squad the <s> state varied 2.7x less across inputs than after pretraining, and
-    # the target phase then left its plateau late or never. Probes, target seeds 1-3 after squad, after
-    # anli+commonsenseqa+squad+squad_v2 and after all nine: English dev passed 0.5 in 2 of 9 runs; with a fifth
-    # of the intermediate steps on continued multilingual MLM in 7 of 9 (steps 1,750-3,250; Fisher p = 0.057).
-    # k = 0 leaves the plateau at step 1,000 (seed 0, 0.99).
+    # Intermediate: a fifth of the steps keep up multilingual MLM (Phang et al. 2020, Sec. 6), which keeps the
+    # target phase from starting on a collapsed encoder.
     intermediate=TrainConfig(learning_rate=5e-4, batch_size=32, steps=400, eval_every=200, checkpoint_every=200,
                              freeze_embeddings=True, mlm_share=0.2, mlm_probability=0.3, mlm_softmax="language"),
-    # Target: English NLI on frozen embeddings sits on a plateau (training loss ln 3, every label equally
-    # likely: no single word predicts the label) until the encoder finds the comparison of the two property
-    # words; then English rises to ~0.98 within ~750 steps. How long the plateau lasts varies with the seed
-    # and the starting encoder, and depends on the learning rate while it lasts: on a 2,500-step schedule
-    # one of four probes escaped only at step 1,400 and a 1,500-step one at lr 2e-3/3e-3 stayed on it in two
-    # of four; on this 4,000-step schedule (the rate decays later) seeds 1-3 escaped at steps 750-1,250.
-    # Early stopping applies only once English dev has passed 0.5 (chance 0.333): a run still on the plateau
-    # trains on (two k=2/k=4 pipelines of a study were still on it at step 2,500), and a run that never leaves
-    # it within 4,000 steps starts again with another seed, twice at most (8 of the 38 pipelines of a study
-    # with the full softmax; none of 38 with the language one). Once English is learned, dev creeps from ~0.97
-    # to ~0.99 one example (0.0033) at a time for 1,000 steps more: an evaluation counts as progress only if
-    # it gains more than 0.01 (best checkpoint still the best score), and the first evaluation without it
-    # stops the run. Replayed on the English dev curves of the 39 target runs of a default study (2-CPU AMD
-    # EPYC, commit 1fbb787), stopping after 2 such evaluations ended at step 2,647 on average, after 1 at 2,192
-    # (17% fewer target steps); every run trains the same trajectory until it stops, so the rule changes only
-    # where it stops, and it is the same rule for every k. Rerun with this rule, the 32 pipelines both study
-    # designs share moved by -0.0005 in XNLI test average on average (SD 0.0033; 12 of 32 unchanged).
+    # Target: English NLI on frozen embeddings and frozen lower layers (Wu & Dredze 2019), the layers whose states
+    # are the most alike across languages. It sits on a plateau (loss ln 3) until the encoder finds the comparison
+    # of the two property words, a matter of seeds: early stopping only counts once English dev passed 0.5
+    # (`stop_above`), an evaluation is progress only above `min_delta`, and a run that never leaves the plateau
+    # restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most.
     target=TrainConfig(learning_rate=1e-3, batch_size=64, steps=4000, warmup_ratio=0.1, eval_every=250,
                        checkpoint_every=250, patience=1, min_steps=1000, min_delta=0.01, stop_above=0.5,
-                       freeze_embeddings=True, restarts=2),
+                       freeze_embeddings=True, freeze_layers=2, restarts=2),
 )
 
 _XLMR_BASE = Preset(
