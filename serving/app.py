@@ -7,7 +7,9 @@ Every user mistake is a 4xx JSON body `{"error": ..., "field": ...}`; the server
 from __future__ import annotations
 
 import gc
+import logging
 import time
+import unicodedata
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -16,9 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from serving.batching import MicroBatcher
+from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
 from serving.schemas import Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+
+log = logging.getLogger("serving")
 
 
 class UserError(Exception):
@@ -89,6 +93,14 @@ class Observe:
 
 
 def _text(field: str, value: str, limits: Limits) -> str:
+    """A request text as the tokenizer gets it: valid Unicode (JSON's `\\ud800` escapes can smuggle in
+    unpaired surrogates, which the tokenizer rejects inside a batch), NFC-normalised, non-empty, bounded."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(field, f"holds an unpaired UTF-16 surrogate (U+{ord(value[exc.start]):04X}) at character "
+                               f"{exc.start}; send valid Unicode") from None
+    value = unicodedata.normalize("NFC", value)
     if not value.strip():
         raise UserError(field, "must be a non-empty string")
     if len(value) > limits.max_chars:
@@ -138,6 +150,13 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError):
         return _error(exc.status, exc.message, exc.field)
+
+    @app.exception_handler(ScoringError)
+    async def scoring_error(request: Request, exc: ScoringError):
+        # Validation admits only what the tokenizer takes, so this is the server's fault: one log line, and
+        # the batcher has already kept it from the other requests of its batch.
+        log.error("%s %s: scoring failed: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": "internal error while scoring this request", "field": None}, status_code=500)
 
     def predictions(logits: np.ndarray) -> list[Prediction]:
         probs = softmax(logits)
