@@ -15,8 +15,12 @@ class Limits:
     max_body_bytes: int = 256 * 1024
 
 
+# strict: no coercion ("yes" is not a bool, 1 is not a string); extra fields are an error.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class Pair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     premise: str
     hypothesis: str
 
@@ -24,7 +28,7 @@ class Pair(BaseModel):
 class NLIRequest(BaseModel):
     """Either one pair (`premise`, `hypothesis`) or `pairs`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     premise: str | None = None
     hypothesis: str | None = None
     pairs: list[Pair] | None = None
@@ -40,7 +44,7 @@ class NLIResponse(BaseModel):
 
 
 class ZeroShotRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     text: str
     candidate_labels: list[str]
     hypothesis_template: str = Field(default="{}", description="Hypothesis per label; '{}' is replaced by the label.")
