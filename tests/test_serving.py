@@ -140,7 +140,11 @@ def _serve(args, env, port):
 
 @pytest.mark.slow
 def test_unknown_alias_at_start_up_is_a_clear_error(tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).search_registered_models()  # an existing, empty store (a missing one is its own error)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.run([sys.executable, "-m", "serving", "--model-uri", "models:/stilts-xnli-onnx@nope"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
