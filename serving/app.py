@@ -16,10 +16,11 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from serving import docs
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
 from serving.schemas import Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
@@ -160,7 +161,7 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
 
     # redirect_slashes=False: a trailing slash is a 404, not a 307 whose Location echoes the client's Host.
     app = FastAPI(title="stilts-xnli", version=str(info.get("version") or "local"), lifespan=lifespan,
-                  redirect_slashes=False,
+                  redirect_slashes=False, docs_url=None, redoc_url=None,  # /docs below: no CDN
                   description="Zero-shot cross-lingual NLI (XNLI's 15 languages) on the exported ONNX model.")
     routes: set[str] = set()  # filled once every route is defined
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=body_timeout)
@@ -261,6 +262,10 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def documentation() -> HTMLResponse:
+        return HTMLResponse(docs.render(app.openapi()), headers={"content-security-policy": docs.CSP})
 
     routes.update(route.path for route in app.routes)
     return app

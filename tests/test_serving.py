@@ -74,7 +74,9 @@ def test_model_health_ready_metrics_and_docs(client):
     metrics = client.get("/metrics").text
     assert 'stilts_requests_total{endpoint="/v1/nli",status="200"}' in metrics
     assert "stilts_request_seconds_bucket" in metrics and "stilts_batch_pairs_count" in metrics
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")  # self-contained: works offline, a browser may load nothing else
+    assert docs.status_code == 200 and docs.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "<script" not in docs.text and "/v1/zero-shot" in docs.text and "ZeroShotRequest" in docs.text
     assert {"/v1/nli", "/v1/zero-shot", "/v1/model"} <= set(client.get("/openapi.json").json()["paths"])
 
 
