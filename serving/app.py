@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from serving import docs
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
-from serving.schemas import Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+from serving.schemas import ERROR_RESPONSES, Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
 
 log = logging.getLogger("serving")
 
@@ -205,7 +205,7 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
         return [Prediction(label=engine.labels[int(p.argmax())],
                            probabilities={lab: float(x) for lab, x in zip(engine.labels, p)}) for p in probs]
 
-    @app.post("/v1/nli", response_model=NLIResponse)
+    @app.post("/v1/nli", response_model=NLIResponse, responses=ERROR_RESPONSES)
     async def nli(body: NLIRequest) -> NLIResponse:
         """Label one pair (`premise`, `hypothesis`) or a batch (`pairs`): entailment, neutral or contradiction."""
         if body.pairs is not None:
@@ -224,7 +224,7 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
             premises, hypotheses = [_text("premise", body.premise, limits)], [_text("hypothesis", body.hypothesis, limits)]
         return NLIResponse(results=predictions(await batcher.submit(premises, hypotheses)))
 
-    @app.post("/v1/zero-shot", response_model=ZeroShotResponse)
+    @app.post("/v1/zero-shot", response_model=ZeroShotResponse, responses=ERROR_RESPONSES)
     async def zero_shot(body: ZeroShotRequest) -> ZeroShotResponse:
         """Rank candidate labels for a text: each label fills the hypothesis template, scored by entailment."""
         text = _text("text", body.text, limits)
@@ -259,7 +259,8 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     async def readyz():
         return {"ready": True} if state["ready"] else JSONResponse({"ready": False}, status_code=503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

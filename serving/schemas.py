@@ -59,3 +59,16 @@ class RankedLabel(BaseModel):
 class ZeroShotResponse(BaseModel):
     text: str
     labels: list[RankedLabel]
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx (and the rare 500): what is wrong, prefixed by the field it concerns."""
+
+    error: str = Field(description="'<field>: what is wrong'")
+    field: str | None = Field(description="The request field (dotted path), or body, path, method, a header.")
+
+
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": what} for status, what in (
+    (400, "Invalid JSON"), (404, "No such endpoint"), (405, "Method not allowed"), (408, "Body stalled"),
+    (413, "Too many pairs or labels, or body over the limit"), (415, "Compressed body"),
+    (422, "Missing, wrongly typed, empty or too long field"), (500, "Scoring failed"))}
