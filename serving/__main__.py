@@ -25,13 +25,21 @@ from serving.schemas import Limits
 @click.option("--max-pairs", type=click.IntRange(min=1), default=Limits.max_pairs, show_default=True)
 @click.option("--max-chars", type=click.IntRange(min=1), default=Limits.max_chars, show_default=True)
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=Limits.max_body_bytes, show_default=True)
-def main(model_uri, host, port, variant, max_batch, max_wait_ms, max_pairs, max_chars, max_body_bytes):
+@click.option("--header-timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              help="Seconds a connection has to send a complete request head (after opening or its last response).")
+@click.option("--body-timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds a request body may stall before the request is answered 408.")
+@click.option("--keep-alive-timeout", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Seconds an idle keep-alive connection stays open.")
+def main(model_uri, host, port, variant, max_batch, max_wait_ms, max_pairs, max_chars, max_body_bytes,
+         header_timeout, body_timeout, keep_alive_timeout):
     """Serve multilingual NLI over HTTP (FastAPI + onnxruntime)."""
     import uvicorn
 
     from serving.app import create_app
     from serving.engine import IntegrityError
     from serving.loader import ModelNotFound, load
+    from serving.timeouts import with_header_timeout
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -40,8 +48,9 @@ def main(model_uri, host, port, variant, max_batch, max_wait_ms, max_pairs, max_
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     limits = Limits(max_pairs=max_pairs, max_chars=max_chars, max_body_bytes=max_body_bytes)
-    app = create_app(engine, info, limits, max_batch=max_batch, max_wait_ms=max_wait_ms)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(engine, info, limits, max_batch=max_batch, max_wait_ms=max_wait_ms, body_timeout=body_timeout)
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=with_header_timeout(header_timeout),
+                timeout_keep_alive=keep_alive_timeout)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,26 @@ Every user mistake is a 4xx JSON body `{"error": ..., "field": ...}`; the server
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import time
+import unicodedata
 from contextlib import asynccontextmanager
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from serving.batching import MicroBatcher
+from serving import docs
+from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
-from serving.schemas import Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+from serving.schemas import ERROR_RESPONSES, Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+
+log = logging.getLogger("serving")
 
 
 class UserError(Exception):
@@ -27,49 +34,70 @@ class UserError(Exception):
         self.field, self.message, self.status = field, message, status
 
 
-def _error(status: int, message: str, field: str) -> JSONResponse:
-    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status)
+def _error(status: int, message: str, field: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status, headers=headers)
 
 
 class BodyLimit:
-    """ASGI middleware: a body over `limit` bytes is answered 413 before it reaches the app."""
+    """ASGI middleware: the whole body is read here, however it is framed (content-length or chunked), and
+    one over `limit` bytes is answered 413 before any of it reaches the app (FastAPI would turn an error
+    raised while it reads into a 400). A compressed body is 415: the server takes plain JSON only. With
+    `timeout`, a body that stops arriving for that many seconds is answered 408 (a slow client holds no
+    worker for long)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, timeout: float | None = None):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and int(length) > self.limit:
-            return await _error(413, f"request body of {int(length)} bytes is over the limit of {self.limit}",
-                                "body")(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
+        headers = dict(scope["headers"])
+        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+        if encoding not in (b"", b"identity"):
+            return await _error(415, f"{encoding.decode('latin-1')!r} is not accepted; send the JSON uncompressed",
+                                "content-encoding")(scope, receive, send)
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                return await _error(400, "must be a non-negative integer", "content-length")(scope, receive, send)
+            if int(length) > self.limit:
+                return await _error(413, f"request body of {int(length)} bytes is over the limit of {self.limit}",
+                                    "body")(scope, receive, send)
+        chunks, seen = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except asyncio.TimeoutError:
+                return await _error(408, f"no body data for {self.timeout:g} s", "body")(scope, receive, send)
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                return await _error(413, f"request body is over the limit of {self.limit} bytes", "body")(
+                    scope, receive, send)
+            if not message.get("more_body"):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _error(413, f"request body is over the limit of {self.limit} bytes", "body")(scope, receive, send)
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 class Observe:
     """ASGI middleware: count requests by endpoint and status and time them. (Plain ASGI: Starlette's
-    @app.middleware("http") wraps every request in anyio task groups, a fifth of the server's CPU under load.)"""
+    @app.middleware("http") wraps every request in anyio task groups, a fifth of the server's CPU under load.)
+    The endpoint label is one of the app's routes, or `unmatched` for any other path: anonymous traffic to
+    made-up paths adds no series."""
 
-    def __init__(self, app, requests: Counter, latency: Histogram):
-        self.app, self.requests, self.latency = app, requests, latency
+    def __init__(self, app, requests: Counter, latency: Histogram, routes: set[str]):
+        self.app, self.requests, self.latency, self.routes = app, requests, latency, routes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,11 +112,20 @@ class Observe:
         try:
             await self.app(scope, receive, observed)
         finally:
-            self.requests.labels(scope["path"], str(status[0])).inc()
-            self.latency.labels(scope["path"]).observe(time.perf_counter() - start)
+            endpoint = scope["path"] if scope["path"] in self.routes else "unmatched"
+            self.requests.labels(endpoint, str(status[0])).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
 def _text(field: str, value: str, limits: Limits) -> str:
+    """A request text as the tokenizer gets it: valid Unicode (JSON's `\\ud800` escapes can smuggle in
+    unpaired surrogates, which the tokenizer rejects inside a batch), NFC-normalised, non-empty, bounded."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(field, f"holds an unpaired UTF-16 surrogate (U+{ord(value[exc.start]):04X}) at character "
+                               f"{exc.start}; send valid Unicode") from None
+    value = unicodedata.normalize("NFC", value)
     if not value.strip():
         raise UserError(field, "must be a non-empty string")
     if len(value) > limits.max_chars:
@@ -97,7 +134,7 @@ def _text(field: str, value: str, limits: Limits) -> str:
 
 
 def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_batch: int = 32,
-               max_wait_ms: float = 0.0) -> FastAPI:
+               max_wait_ms: float = 0.0, body_timeout: float | None = None) -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("stilts_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram("stilts_request_seconds", "Request latency", ["endpoint"], registry=registry,
@@ -122,10 +159,27 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
         state["ready"] = False
         await batcher.stop()
 
+    # redirect_slashes=False: a trailing slash is a 404, not a 307 whose Location echoes the client's Host.
     app = FastAPI(title="stilts-xnli", version=str(info.get("version") or "local"), lifespan=lifespan,
+                  redirect_slashes=False, docs_url=None, redoc_url=None,  # /docs below: no CDN
                   description="Zero-shot cross-lingual NLI (XNLI's 15 languages) on the exported ONNX model.")
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
-    app.add_middleware(Observe, requests=requests, latency=latency)  # outermost: sees the 413s too
+    routes: set[str] = set()  # filled once every route is defined
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=body_timeout)
+    app.add_middleware(Observe, requests=requests, latency=latency, routes=routes)  # outermost: sees the 413s too
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        """Starlette's own 4xx (unknown path, wrong method, a body FastAPI cannot parse) in the JSON shape."""
+        path = request.url.path
+        if exc.status_code == 404:
+            return _error(404, f"no endpoint {path[:200]!r}", "path")
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {path}", "method", exc.headers)
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {str(cause)[:200]}" if cause is not None else str(exc.detail)
+        if exc.status_code == 400:
+            return _error(400, f"invalid JSON ({reason})", "body")
+        return _error(exc.status_code, reason, "body")
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -139,12 +193,19 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     async def user_error(request: Request, exc: UserError):
         return _error(exc.status, exc.message, exc.field)
 
+    @app.exception_handler(ScoringError)
+    async def scoring_error(request: Request, exc: ScoringError):
+        # Validation admits only what the tokenizer takes, so this is the server's fault: one log line, and
+        # the batcher has already kept it from the other requests of its batch.
+        log.error("%s %s: scoring failed: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": "internal error while scoring this request", "field": None}, status_code=500)
+
     def predictions(logits: np.ndarray) -> list[Prediction]:
         probs = softmax(logits)
         return [Prediction(label=engine.labels[int(p.argmax())],
                            probabilities={lab: float(x) for lab, x in zip(engine.labels, p)}) for p in probs]
 
-    @app.post("/v1/nli", response_model=NLIResponse)
+    @app.post("/v1/nli", response_model=NLIResponse, responses=ERROR_RESPONSES)
     async def nli(body: NLIRequest) -> NLIResponse:
         """Label one pair (`premise`, `hypothesis`) or a batch (`pairs`): entailment, neutral or contradiction."""
         if body.pairs is not None:
@@ -163,7 +224,7 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
             premises, hypotheses = [_text("premise", body.premise, limits)], [_text("hypothesis", body.hypothesis, limits)]
         return NLIResponse(results=predictions(await batcher.submit(premises, hypotheses)))
 
-    @app.post("/v1/zero-shot", response_model=ZeroShotResponse)
+    @app.post("/v1/zero-shot", response_model=ZeroShotResponse, responses=ERROR_RESPONSES)
     async def zero_shot(body: ZeroShotRequest) -> ZeroShotResponse:
         """Rank candidate labels for a text: each label fills the hypothesis template, scored by entailment."""
         text = _text("text", body.text, limits)
@@ -198,10 +259,16 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     async def readyz():
         return {"ready": True} if state["ready"] else JSONResponse({"ready": False}, status_code=503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/docs", include_in_schema=False)
+    async def documentation() -> HTMLResponse:
+        return HTMLResponse(docs.render(app.openapi()), headers={"content-security-policy": docs.CSP})
+
+    routes.update(route.path for route in app.routes)
     return app
 
 

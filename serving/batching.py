@@ -4,6 +4,9 @@ Each request puts its pairs on a queue with a future; one worker takes what is w
 `max_batch` pairs; with `max_wait_ms` > 0 it first waits that long for more), runs the engine in a
 thread so the event loop keeps accepting requests, and resolves every request's future with its rows.
 By default there is no extra wait: while one batch runs, the next fills with the requests that arrive.
+
+One request can only ever fail itself: when a merged call raises, every request in it is scored again
+on its own, and only those that fail alone get the error (wrapped in `ScoringError`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+
+class ScoringError(RuntimeError):
+    """Scoring this request's pairs failed (alone, not because of a neighbour in the batch)."""
 
 
 @dataclass
@@ -69,10 +76,8 @@ class MicroBatcher:
             hypotheses = [h for it in items for h in it.hypotheses]
             try:
                 logits = await loop.run_in_executor(None, self.score, premises, hypotheses)
-            except Exception as exc:  # the engine failed: every waiting request gets the error
-                for it in items:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+            except Exception as exc:
+                await self._isolate(items, exc)
                 continue
             self.on_batch(len(premises))
             start = 0
@@ -81,3 +86,23 @@ class MicroBatcher:
                 if not it.future.done():
                     it.future.set_result(logits[start:start + n])
                 start += n
+
+    async def _isolate(self, items: list[_Item], exc: Exception) -> None:
+        """The merged call failed: score each request alone so the error reaches only the requests that
+        cause it."""
+        loop = asyncio.get_running_loop()
+        for it in items:
+            if it.future.done():
+                continue
+            if len(items) > 1:
+                try:
+                    logits = await loop.run_in_executor(None, self.score, it.premises, it.hypotheses)
+                except Exception as own:
+                    exc = own
+                else:
+                    self.on_batch(len(it.premises))
+                    if not it.future.done():
+                        it.future.set_result(logits)
+                    continue
+            if not it.future.done():
+                it.future.set_exception(ScoringError(f"{type(exc).__name__}: {exc}"))

@@ -33,6 +33,10 @@ def data_config(preset: str, source: str | None, data_dir: str | None, hub_mirro
         cfg = replace(cfg, local_dir=data_dir)
     if hub_mirror:
         cfg = replace(cfg, hub_mirror=hub_mirror)
+    if cfg.source == "local" and not cfg.local_dir:
+        raise ValueError("data source 'local' needs a data directory (--data-dir DIR; see README 'Local data format')")
+    if cfg.source == "local" and not Path(cfg.local_dir).is_dir():
+        raise ValueError(f"--data-dir {cfg.local_dir}: no such directory")
     return cfg
 
 
@@ -173,6 +177,13 @@ def _options(kw: dict):
     from stilts_mlflow.phases import Options
     from stilts_mlflow.tasks import parse_tasks
 
+    # checked before any work or run starts: a typo leaves no FAILED run behind
+    data_config(kw["preset"], kw["source"], kw["data_dir"], kw["hub_mirror"])
+    if kw["mixed_precision"] == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--mixed-precision fp16 needs a CUDA GPU; none is available (use no or bf16)")
     if kw["no_progress"]:
         quiet_libraries()
     return Options(preset=kw["preset"], tasks=parse_tasks(kw["tasks"]), seed=kw["seed"],
@@ -358,14 +369,20 @@ def _positive_int(text: str, name: str) -> int:
 
 
 def _int_list(text: str, name: str) -> tuple[int, ...]:
-    """'0-9' or '0,1,4' -> integers."""
+    """'0-9' or '0,1,4' -> integers; an empty or reversed range, an empty item or a negative number is an
+    error here, before the study starts."""
     try:
         if "-" in text:
             lo, hi = (int(x) for x in text.split("-", 1))
-            return tuple(range(lo, hi + 1))
-        return tuple(int(x) for x in text.split(",") if x.strip())
+            values = tuple(range(lo, hi + 1))
+        else:
+            values = tuple(int(x) for x in text.split(","))
     except ValueError:
         raise ValueError(f"{name} must look like 0-9 or 0,1,4; got {text!r}") from None
+    if not values or min(values) < 0:
+        raise ValueError(f"{name} must name at least one whole number >= 0 (a range low-high with low <= high); "
+                         f"got {text!r}")
+    return values
 
 
 @main.command()
@@ -472,10 +489,19 @@ def export(model_uri: str, preset: str | None, out: str | None):
     from stilts_mlflow import registry, tracking
     from stilts_mlflow.export import export_model
 
+    from mlflow.exceptions import MlflowException
+
     tracking.setup()
+    mv = None
+    if not Path(model_uri).is_dir():  # resolved before the run starts: an unknown alias leaves no FAILED run
+        try:
+            mv = registry.resolve_version(model_uri)
+        except MlflowException as exc:
+            raise ValueError(f"--model-uri {model_uri}: no such registered model version or alias "
+                             f"({exc.error_code})") from None
     with mlflow.start_run(run_name="export"):
         mlflow.set_tags({"stilts.phase": "export-command", "stilts.model_uri": model_uri})
-        if Path(model_uri).is_dir():
+        if mv is None:
             dev = registry.xnli_dev(preset or "tiny")
             samples = registry.parity_samples(dev)
             target = Path(out or "onnx_export")
@@ -484,7 +510,6 @@ def export(model_uri: str, preset: str | None, out: str | None):
             model_id = registry.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
             click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")
         else:
-            mv = registry.resolve_version(model_uri)
             twin = registry.export_version(mv, preset)
             aliases = registry.mirror_aliases({str(mv.version): twin})
             if out:

@@ -160,7 +160,8 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
             "opset": OPSET, "config": {k: getattr(cfg, k) for k in ("hidden_size", "num_hidden_layers",
                                                                       "num_attention_heads", "vocab_size")}}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
-    files = sorted(str(p.relative_to(out)) for d in ("onnx", "tokenizer") for p in (out / d).iterdir())
+    # the manifest covers every file the server reads: the graphs, the tokenizer files and the metadata
+    files = sorted(str(p.relative_to(out)) for d in ("onnx", "tokenizer") for p in (out / d).iterdir()) + [META_FILE]
     (out / CHECKSUM_FILE).write_text(json.dumps({f: sha256_file(out / f) for f in files}, indent=1))
 
     pairs = [p for lang in samples for p in samples[lang]]

@@ -153,6 +153,16 @@ def log_onnx_model(export_dir: Path, run_id: str, name: str, example: list[tuple
     return model.model_id
 
 
+def integrity_tags(export_dir: Path) -> dict[str, str]:
+    """The registry's pins on an export: sha256 of the manifest (checksums.json, which covers every file the
+    server reads; see serving/engine.py) and, for a glance at the registry, of each ONNX graph."""
+    from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, sha256_file
+
+    checksums = json.loads((export_dir / CHECKSUM_FILE).read_text())
+    return {MANIFEST_TAG: sha256_file(export_dir / CHECKSUM_FILE),
+            **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")}}
+
+
 def export_version(mv, preset: str | None = None, dev: dict | None = None):
     """Export one `stilts-xnli` version to ONNX in an `export` run and register its twin (reused when one
     exists). Returns the `stilts-xnli-onnx` version."""
@@ -175,9 +185,9 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
         mlflow.log_dict(json.loads((Path(tmp) / "export" / "export_report.json").read_text()), "export_report.json")
         model_id = log_onnx_model(Path(tmp) / "export", run.info.run_id, f"onnx-{mv.tags.get('subset', mv.version)}",
                                   samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1])
-        checksums = json.loads((Path(tmp) / "export" / "checksums.json").read_text())
+        pins = integrity_tags(Path(tmp) / "export")
     tags = {**mv.tags, "source_model": mv.name, "source_version": str(mv.version), "export_run_id": run.info.run_id,
-            **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")},
+            **pins,
             **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in report.metrics().items()
                if "parity" in k or k.endswith("accuracy.avg") or "delta" in k or "size" in k or "seconds" in k}}
     return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)

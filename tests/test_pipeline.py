@@ -19,7 +19,10 @@ PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-
 def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True, prelude: str = "") -> subprocess.CompletedProcess:
     """The CLI in a subprocess; `prelude` (Python) runs first in that process, e.g. to change a preset."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update({"STILTS_CACHE": str(cache), **(extra_env or {})})
+    # this checkout's package first, whatever the environment has installed (the subprocess runs in `cwd`)
+    repo = str(Path(__file__).resolve().parents[1])
+    env.update({"STILTS_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
+                **(extra_env or {})})
     command = ["-c", f"{prelude}\nfrom stilts_mlflow.cli import main\nmain()"] if prelude else ["-m", "stilts_mlflow"]
     proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)

@@ -74,7 +74,9 @@ def test_model_health_ready_metrics_and_docs(client):
     metrics = client.get("/metrics").text
     assert 'stilts_requests_total{endpoint="/v1/nli",status="200"}' in metrics
     assert "stilts_request_seconds_bucket" in metrics and "stilts_batch_pairs_count" in metrics
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")  # self-contained: works offline, a browser may load nothing else
+    assert docs.status_code == 200 and docs.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "<script" not in docs.text and "/v1/zero-shot" in docs.text and "ZeroShotRequest" in docs.text
     assert {"/v1/nli", "/v1/zero-shot", "/v1/model"} <= set(client.get("/openapi.json").json()["paths"])
 
 
@@ -140,7 +142,11 @@ def _serve(args, env, port):
 
 @pytest.mark.slow
 def test_unknown_alias_at_start_up_is_a_clear_error(tmp_path):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).search_registered_models()  # an existing, empty store (a missing one is its own error)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.run([sys.executable, "-m", "serving", "--model-uri", "models:/stilts-xnli-onnx@nope"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

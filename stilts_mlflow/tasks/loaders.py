@@ -71,23 +71,38 @@ class LocalLoader:
         return per_lang if per_lang.exists() or len(task_languages(task, split)) > 1 else self.root / task / f"{split}.jsonl"
 
     def load(self, task: str, split: str, lang: str = "en") -> list[Record]:
-        return read_jsonl(self.path(task, split, lang), get_task(task))
+        return read_jsonl(self.path(task, split, lang), get_task(task), lang)
 
 
-def read_jsonl(path: Path, spec: TaskSpec) -> list[Record]:
-    """Every line validated; the first bad line raises DataError naming file, line and field."""
+def read_jsonl(path: Path, spec: TaskSpec, lang: str | None = None) -> list[Record]:
+    """Every line decoded, parsed and validated; the first bad line raises DataError naming file, line and
+    (where there is one) field. A file without records, or a record whose lang is not `lang` (the file's
+    language), is an error too: both mean the wrong file, not an empty split."""
     if not path.exists():
         raise DataError(f"{path}: file not found (local data for task {spec.name}; see README 'Local data format')")
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid UTF-8 at byte {exc.start} of the line") from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            records.append(validate(obj, spec, f"{path}:{lineno}"))
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply") from None
+            except ValueError as exc:  # e.g. an integer over Python's 4300-digit conversion limit
+                raise DataError(f"{path}:{lineno}: unreadable JSON value ({str(exc).split(';')[0]})") from None
+            record = validate(obj, spec, f"{path}:{lineno}")
+            if lang is not None and record["lang"] != lang:
+                raise DataError(f"{path}:{lineno}: field 'lang' is {record['lang']!r}, but this file holds {lang!r}")
+            records.append(record)
+    if not records:
+        raise DataError(f"{path}: no records (the file is empty or blank); an empty split cannot train or evaluate")
     return records
 
 

@@ -81,8 +81,13 @@ def get_task(name: str) -> TaskSpec:
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
-    """'mnli,squad' -> ('mnli', 'squad'); '' or 'none' -> (); raises ValueError naming bad names."""
-    names = tuple(t.strip() for t in text.split(",") if t.strip() and t.strip() != "none")
+    """'mnli,squad' -> ('mnli', 'squad'); '' or 'none' -> (); raises ValueError naming bad names and on empty
+    items ('mnli,,squad', a trailing comma)."""
+    if text.strip() in ("", "none"):
+        return ()
+    names = tuple(t.strip() for t in text.split(","))
+    if not all(names):
+        raise ValueError(f"--tasks has an empty item in {text!r}; give names separated by single commas")
     bad = [t for t in names if t not in INTERMEDIATE_TASKS]
     if bad:
         raise ValueError(f"unknown intermediate task(s) {', '.join(bad)}; allowed: {', '.join(INTERMEDIATE_TASKS)}")
