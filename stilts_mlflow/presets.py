@@ -101,9 +101,6 @@ class TrainConfig:
     # MLM softmax over the whole vocabulary ("full", as XLM-R) or over the document language's own tokens
     # ("language", mlm.py): no reward for keeping the languages apart, and a fraction of the output layer's work.
     mlm_softmax: str = "full"
-    # knn-replace (knn.py; Dufter & Schuetze 2020): share of the predicted MLM positions that show the original
-    # token's nearest neighbour in another language (by the model's own embeddings) instead of <mask>
-    knn_replace: float = 0.0
     # Intermediate only: share of the steps spent on continued multilingual MLM over the pretraining corpus,
     # the tasks sharing the rest by the sampler (Phang et al. 2020, Sec. 6: "continuing multilingual MLM
     # during intermediate-task training"). 0: off, the paper's main recipe.

@@ -30,7 +30,6 @@ from transformers import get_linear_schedule_with_warmup
 from stilts_mlflow import checkpoint
 from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
-from stilts_mlflow.knn import KnnReplacer
 from stilts_mlflow.model import MultiTaskModel
 from stilts_mlflow.presets import TrainConfig
 from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
@@ -158,9 +157,6 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
             streams[t].load(s)
         total = state["total"]
         log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
-    knn = KnnReplacer(raw.mlm_vocab, mask, tc.knn_replace) if tc.knn_replace > 0 and raw.mlm_vocab else None
-    if knn is not None:  # neighbours from the weights of the last checkpoint step (or the start)
-        knn.refresh(raw.roberta.embeddings.word_embeddings.weight)
 
     def evaluate_now(step: int) -> None:
         metrics = evaluate_tasks(raw, dev_sets, pad, mask, len(tokenizer), batch_size=max(32, tc.batch_size),
@@ -191,8 +187,6 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
             index = streams[task].next()[rank::world]
             batch = collate(enc.task.kind, [enc.features[i] for i in index], pad, mask, len(tokenizer),
                             mlm_probability=tc.mlm_probability, generator=generator)
-            if knn is not None and enc.task.kind == "mlm":
-                batch["input_ids"] = knn.apply(batch["input_ids"], batch["labels"], batch["lang"], generator)
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             sync = micro == tc.grad_accum - 1
             with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
@@ -217,8 +211,6 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done = True
                 state["total"] = step
-        if knn is not None and step % tc.checkpoint_every == 0:
-            knn.refresh(raw.roberta.embeddings.word_embeddings.weight)
         if (step % tc.checkpoint_every == 0 or done) and accelerator.is_main_process:
             state["streams"] = {t: s.state() for t, s in streams.items()}
             path = checkpoint.save(work_dir / "last", raw, optimizer, scheduler, generator, state)
