@@ -58,7 +58,8 @@ def world_fingerprint(data_cfg) -> str:
 
     world = World(data_cfg.world_seed)
     tasks = SyntheticTasks(world)
-    blob = {"version": WORLD_VERSION, "data": key_fields(data_cfg),
+    data = {k: v for k, v in key_fields(data_cfg).items() if k != "tokenizer"}  # where the tokenizer comes from
+    blob = {"version": WORLD_VERSION, "data": data,
             "vocabulary": {lang: world.realizers[lang].v.forms for lang in XNLI_LANGUAGES},
             "mlm": {lang: [r["text"] for r in tasks.generate("mlm", "train", lang, FINGERPRINT_SAMPLE)]
                     for lang in XNLI_LANGUAGES},
