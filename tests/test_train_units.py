@@ -190,6 +190,17 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
     assert not any("word_embeddings" in k for k in moved)
     assert any("position_embeddings" in k for k in moved) and any("classifier" in k or "heads" in k for k in moved)
 
+    # freeze_layers: the lowest encoder layers stay put too, the rest learn
+    model = MultiTaskModel(encoder_config(ModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32),
+                                          50), [HeadSpec("nli", "classification", 3)])
+    opt = _optimizer(model, replace(tc, learning_rate=1e-2, freeze_layers=1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model("nli", torch.randint(4, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long), torch.tensor([0, 1]))[0].backward()
+    opt.step()
+    moved = {k for k in before if not torch.equal(before[k], model.state_dict()[k])}
+    assert not any(k.startswith("roberta.encoder.layer.0.") for k in moved)
+    assert any(k.startswith("roberta.encoder.layer.1.") for k in moved)
+
 
 @pytest.mark.parametrize("min_steps,stop_above,stopped_at", [(0, 0.0, 4), (9, 0.0, 10), (40, 0.0, 20), (0, 1.01, 20)])
 def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(world, tok, tmp_path, min_steps,
