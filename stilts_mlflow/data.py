@@ -27,10 +27,14 @@ from stilts_mlflow.world import WORLD_VERSION
 log = logging.getLogger(__name__)
 
 
+def data_fields(cfg: DataConfig) -> dict[str, Any]:
+    """The config fields the data depend on: all but the tokenizer, which only reads them."""
+    return {k: v for k, v in key_fields(cfg).items() if k != "tokenizer"}
+
+
 def data_key(cfg: DataConfig) -> str:
-    """Hash of everything the data depend on (config + world version); not the tokenizer, which reads them."""
-    fields = {k: v for k, v in key_fields(cfg).items() if k != "tokenizer"}
-    blob = json.dumps({"cfg": fields, "world": WORLD_VERSION}, sort_keys=True)
+    """Hash of everything the data depend on (config + world version)."""
+    blob = json.dumps({"cfg": data_fields(cfg), "world": WORLD_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

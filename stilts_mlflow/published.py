@@ -52,14 +52,13 @@ def world_fingerprint(data_cfg) -> str:
     """What the encoder's pretraining saw, in one hash: the world version, the data recipe, every language's
     vocabulary and the first documents and XNLI test pairs of each language. Any change to the generator's
     lexicon, grammar, corpus or NLI pairs changes it."""
-    from stilts_mlflow.presets import key_fields
+    from stilts_mlflow.data import data_fields
     from stilts_mlflow.tasks.synthetic import SyntheticTasks
     from stilts_mlflow.world import WORLD_VERSION, XNLI_LANGUAGES, World
 
     world = World(data_cfg.world_seed)
     tasks = SyntheticTasks(world)
-    data = {k: v for k, v in key_fields(data_cfg).items() if k != "tokenizer"}  # where the tokenizer comes from
-    blob = {"version": WORLD_VERSION, "data": data,
+    blob = {"version": WORLD_VERSION, "data": data_fields(data_cfg),
             "vocabulary": {lang: world.realizers[lang].v.forms for lang in XNLI_LANGUAGES},
             "mlm": {lang: [r["text"] for r in tasks.generate("mlm", "train", lang, FINGERPRINT_SAMPLE)]
                     for lang in XNLI_LANGUAGES},
