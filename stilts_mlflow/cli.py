@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -228,14 +227,9 @@ def pretrain(publish: str | None, **kw):
     with _command_run("pretrain", opts):
         out = run_pretrain(opts, Context(preset, opts.progress))
         if publish:  # MLproject passes "" for no directory
-            target = Path(publish)
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(out.path, target, ignore=shutil.ignore_patterns("DONE", "phase_metrics.json"))
-            manifest = published.write_manifest(target, preset, opts.pretrain_seed, int(out.metrics["steps"]),
-                                                out.metrics["seconds"], {"mlm_dev_loss": out.metrics["mlm_loss"]})
+            manifest = published.publish(out.path, Path(publish), preset, opts.pretrain_seed, out.metrics)
             mlflow.log_dict(manifest, "published_manifest.json")
-            log.info("published encoder: %s (%d steps, %.0f s)", target, manifest["steps"], manifest["wall_seconds"])
+            log.info("published encoder: %s (%d steps, %.0f s)", publish, manifest["steps"], manifest["wall_seconds"])
     log.info("pretrained encoder: %s (run %s%s)", out.path, out.run_id, ", reused" if out.reused else "")
 
 

@@ -15,6 +15,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -90,6 +92,28 @@ def write_manifest(out: Path, preset, seed: int, steps: int, wall_seconds: float
         "created": time.strftime("%Y-%m-%d", time.gmtime()), "metrics": metrics, "files": files,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def publish(source: Path, target: Path, preset, seed: int, metrics: dict[str, float]) -> dict[str, Any]:
+    """A pretraining phase's output directory written as a published encoder at `target`, with its manifest.
+    Built in a sibling directory and renamed into place, so `target` is never left half-written."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("DONE", "phase_metrics.json"))
+        manifest = write_manifest(tmp, preset, seed, int(metrics["steps"]), metrics["seconds"],
+                                  {"mlm_dev_loss": metrics["mlm_loss"]})
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return manifest
 
 

@@ -108,3 +108,16 @@ def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(
     metrics, _ = zero_shot(model, {lang: data("test", lang, GUARD_TEST) for lang in XNLI_LANGUAGES}, tok)
     assert metrics["test/accuracy.en"] > 0.6, metrics
     assert metrics["test/accuracy.non_en_avg"] > 1 / 3 + 4 * 0.0103, metrics
+
+
+def test_publish_writes_a_verifiable_directory_in_place_of_the_old_one(shipped, tmp_path):
+    source = tmp_path / "phase-output"
+    shutil.copytree(shipped, source)
+    (source / "manifest.json").unlink()
+    (source / "DONE").write_text("key")  # phase bookkeeping stays behind
+    target = tmp_path / "published" / "enc"
+    metrics = {"steps": 36000, "seconds": 12.0, "mlm_loss": 0.8}
+    for _ in range(2):  # the second publish replaces the first
+        manifest = published.publish(source, target, TINY, 0, metrics)
+    assert published.verify(target, TINY.data) == manifest and "DONE" not in manifest["files"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["enc"]
