@@ -23,7 +23,7 @@ from typing import Any
 import mlflow
 import torch
 from mlflow.entities import LoggedModelStatus
-from mlflow.exceptions import MlflowException
+from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import IntegrityError
 
@@ -116,6 +116,19 @@ def _adopt(run, parent_id: str) -> None:
         client.set_terminated(old, "KILLED")
 
 
+# how a unique-key violation reads once a tracking server has turned it into a REST error (BAD_REQUEST text):
+# PostgreSQL's and SQLite's wording, and SQLAlchemy's code for IntegrityError
+_DUPLICATE_MARKERS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "sqlalche.me/e/21/gkpj",
+                      "sqlalche.me/e/20/gkpj")
+
+
+def _duplicate_insert(e: MlflowException) -> bool:
+    """Whether `e` is a unique-key violation from the store: raised here (local store) or by a tracking server."""
+    if isinstance(e.__cause__, IntegrityError):
+        return True
+    return isinstance(e, RestException) and any(m in e.message for m in _DUPLICATE_MARKERS)
+
+
 def log_inputs(files: dict[str, Path], context: str) -> None:
     """One dataset input per (task, split, lang) file of the materialized data set."""
     from mlflow.data.meta_dataset import MetaDataset
@@ -135,7 +148,7 @@ def log_inputs(files: dict[str, Path], context: str) -> None:
             mlflow.log_inputs(datasets=datasets, contexts=[context] * len(datasets), tags_list=[None] * len(datasets))
             return
         except MlflowException as e:
-            if not isinstance(e.__cause__, IntegrityError) or attempt == INPUT_RETRIES - 1:
+            if not _duplicate_insert(e) or attempt == INPUT_RETRIES - 1:
                 raise
             log.debug("dataset inputs raced another process (%s); retrying", e)
             time.sleep(0.2 * (attempt + 1))
