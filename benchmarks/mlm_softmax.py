@@ -17,7 +17,6 @@ import torch
 
 from benchmarks.training import seconds_to_last_step
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
-from stilts_mlflow.phases import mlm_corpus, use_mlm_softmax
 from stilts_mlflow.train import PhaseConfig
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,8 @@ def _seconds(ctx, softmax: str, steps: int, work: Path) -> float:
     tc = replace(ctx.preset.pretrain, steps=steps, eval_every=steps, checkpoint_every=steps, mlm_softmax=softmax)
     torch.manual_seed(0)
     model = MultiTaskModel(encoder_config(ctx.preset.model, len(ctx.tokenizer)), [HeadSpec("mlm", "mlm")])
-    use_mlm_softmax(model, tc, ctx)
-    return seconds_to_last_step(PhaseConfig("pretrain", tc), model, {"mlm": mlm_corpus(ctx, "train")},
+    ctx.use_mlm_softmax(model, tc)
+    return seconds_to_last_step(PhaseConfig("pretrain", tc), model, {"mlm": ctx.mlm_corpus("train")},
                                 {"mlm": {"en": ctx.encoded("mlm", "dev", "en")}}, ctx.tokenizer, work)
 
 

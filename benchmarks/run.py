@@ -61,7 +61,7 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
         raise click.BadParameter(f"unknown {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}", param_hint="--sections")
     start = time.perf_counter()
     results: dict = {"quick": quick, "machine": machine.info(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    from stilts_mlflow.phases import Context
+    from stilts_mlflow.context import Context
     from stilts_mlflow.presets import get_preset
 
     ctx = Context(get_preset("tiny"))
@@ -84,7 +84,7 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
         if "inference" in chosen or "serving" in chosen:
             from benchmarks import inference
             from stilts_mlflow.export import export_model
-            from stilts_mlflow.registry import parity_samples, xnli_dev
+            from stilts_mlflow.export import parity_samples, xnli_dev
 
             model_dir, source = tiny_model(model_uri, ctx.tokenizer, tmp)
             results["tiny_model"] = source

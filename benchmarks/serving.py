@@ -75,7 +75,7 @@ def _drive(name: str, url: str, payload: str, quick: bool, pid: int, wrk_path: s
 
 
 def run(export_dir: Path, quick: bool) -> dict:
-    from stilts_mlflow.registry import save_onnx_pyfunc
+    from stilts_mlflow.export import save_onnx_pyfunc
 
     wrk_path = wrk.ensure_wrk()
     example = [("Tom buys a big dog .", "Tom buys a large dog .")]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from stilts_mlflow.presets import PRESETS, PRETRAIN_CHOICES, DataConfig, get_preset
+from stilts_mlflow import choices
+from stilts_mlflow.presets import PRESETS, DataConfig, get_preset
 from stilts_mlflow.sampling import SAMPLERS
 from stilts_mlflow.tasks import DataError
 
@@ -59,7 +60,7 @@ def main(verbose: bool) -> None:
 
 _preset = click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
                        help="Preset: sizes, model and recipe (smoke for tests, tiny offline default).")
-_source = click.option("--source", type=click.Choice(["synthetic", "hub", "local"]), default=None,
+_source = click.option("--source", type=click.Choice(choices.SOURCES), default=None,
                        help="Data source; default: the preset's (synthetic for smoke/tiny, hub for xlmr-*).")
 _data_dir = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
                          help="Local data directory (source=local), also where hub presets find CCG files.")
@@ -125,17 +126,17 @@ def data_tokenizer(preset: str, out: str):
 
 
 # --- training phases --------------------------------------------------------------------------------
-def _phase_options(f):
+def _phase_options(f, tasks: str = ""):
     opts = [
         _preset, _source, _data_dir, _mirror,
-        click.option("--tasks", default="", show_default=True,
+        click.option("--tasks", default=tasks, show_default=True,
                      help="Comma-separated English intermediate tasks (anli, mnli, qqp, squad, squad_v2, hellaswag, "
                           "ccg, cosmosqa, commonsenseqa); empty or 'none' for no intermediate phase."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of the intermediate and target phases."),
         click.option("--pretrain-seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of MLM pretraining (shared by all pipelines of a study)."),
-        click.option("--pretrain", "pretrain_mode", type=click.Choice(list(PRETRAIN_CHOICES)), default="auto",
+        click.option("--pretrain", "pretrain_mode", type=click.Choice(choices.PRETRAIN), default="auto",
                      show_default=True, help="auto: the preset's published encoder (tiny: the shipped "
                      "stilts-mini-xlmr), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain here with "
                      "the preset's recipe (reproduces the published encoder); skip: a randomly initialised encoder "
@@ -146,11 +147,11 @@ def _phase_options(f):
                      help="Temperature T of the temperature sampler (p ~ n^(1/T))."),
         click.option("--cap", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Examples per task counted by the capped sampler."),
-        click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
+        click.option("--budget", type=click.Choice(choices.BUDGETS), default="fixed", show_default=True,
                      help="fixed: the same intermediate steps for any number of tasks; per-task: steps x tasks."),
-        click.option("--select", type=click.Choice(["en", "avg"]), default="en", show_default=True,
+        click.option("--select", type=click.Choice(choices.SELECT), default="en", show_default=True,
                      help="Target checkpoint selection: English dev (zero-shot) or dev average over 15 languages."),
-        click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True,
+        click.option("--mixed-precision", type=click.Choice(choices.MIXED_PRECISION), default="no", show_default=True,
                      help="accelerate mixed precision (GPU)."),
         click.option("--pretrained", default=None, help="xlmr presets: a local XLM-R directory (save_pretrained, "
                      "with its tokenizer) instead of the hub name."),
@@ -173,7 +174,7 @@ def quiet_libraries() -> None:
 
 
 def _options(kw: dict):
-    from stilts_mlflow.phases import Options
+    from stilts_mlflow.options import Options
     from stilts_mlflow.tasks import parse_tasks
 
     # checked before any work or run starts: a typo leaves no FAILED run behind
@@ -197,7 +198,7 @@ def _command_run(name: str, opts):
     import mlflow
 
     from stilts_mlflow import tracking
-    from stilts_mlflow.phases import subset_name
+    from stilts_mlflow.options import subset_name
 
     tracking.setup()
     run = mlflow.start_run(run_name=name)
@@ -219,7 +220,8 @@ def pretrain(publish: str | None, **kw):
     import mlflow
 
     from stilts_mlflow import published
-    from stilts_mlflow.phases import Context, run_pretrain
+    from stilts_mlflow.context import Context
+    from stilts_mlflow.pretraining import run_pretrain
 
     kw["pretrain_mode"] = "train"  # this command always pretrains; `auto` would resolve to the shipped encoder
     opts = _options(kw)
@@ -234,10 +236,12 @@ def pretrain(publish: str | None, **kw):
 
 
 @main.command()
-@_phase_options
+@lambda f: _phase_options(f, tasks="mnli")
 def intermediate(**kw):
     """Phase 2: multi-task training on English intermediate tasks (--tasks), after phase 1 (cached)."""
-    from stilts_mlflow.phases import Context, initial_encoder, run_intermediate
+    from stilts_mlflow.context import Context
+    from stilts_mlflow.phases import run_intermediate
+    from stilts_mlflow.pretraining import initial_encoder
 
     opts = _options(kw)
     if not opts.tasks:
@@ -252,7 +256,8 @@ def intermediate(**kw):
 @_phase_options
 def target(**kw):
     """Phase 3: English NLI fine-tune (XNLI-en train), after phases 1-2 (cached)."""
-    from stilts_mlflow.phases import Context, run_through_target
+    from stilts_mlflow.context import Context
+    from stilts_mlflow.phases import run_through_target
 
     opts = _options(kw)
     with _command_run("target", opts):
@@ -267,7 +272,8 @@ def target(**kw):
                    "model for these options (trained or reused).")
 def evaluate(model_dir: str | None, **kw):
     """Zero-shot XNLI test accuracy in 15 languages, confusion matrices, table and figure."""
-    from stilts_mlflow.phases import Context, run_evaluate, run_pipeline
+    from stilts_mlflow.context import Context
+    from stilts_mlflow.phases import run_evaluate, run_pipeline
     from stilts_mlflow.tracking import make_key
 
     opts = _options(kw)
@@ -291,7 +297,7 @@ def pipeline(parent_run_id: str, **kw):
     import mlflow
 
     from stilts_mlflow.phases import run_pipeline
-    from stilts_mlflow.scaling.orchestrate import record_child
+    from stilts_mlflow.scaling.children import record_child
 
     opts = _options(kw)
     with _command_run("pipeline", opts) as run:
@@ -318,8 +324,8 @@ def transfer(preset: str, seeds: str, ablation: bool, pretrain_mode: str, out: s
     import mlflow
 
     from stilts_mlflow import transfer as tr
-    from stilts_mlflow.phases import Options
-    from stilts_mlflow.scaling.orchestrate import run_child
+    from stilts_mlflow.options import Options
+    from stilts_mlflow.scaling.children import run_child
 
     if no_progress:
         quiet_libraries()
@@ -385,7 +391,7 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 @click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True,
               help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).")
 @click.option("--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2.")
-@click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
+@click.option("--budget", type=click.Choice(choices.BUDGETS), default="fixed", show_default=True,
               help="fixed: the same intermediate steps for every k (k is not confounded with compute).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="proportional", show_default=True,
               help="Multi-task sampling of intermediate tasks.")
@@ -396,11 +402,11 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 @click.option("--export/--no-export", default=True, show_default=True,
               help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).")
 @click.option("--no-progress", is_flag=True, help="No progress bars, the libraries' included.")
-@click.option("--backend", type=click.Choice(["in-process", "local", "kubernetes"]), default="in-process",
+@click.option("--backend", type=click.Choice(choices.BACKENDS), default="in-process",
               show_default=True, help="Where child pipelines run: this process; MLflow project runs on this machine "
               "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.")
 @click.option("--backend-config", type=click.Path(dir_okay=False), default=None,
-              help="kubernetes: MLflow's backend config JSON (deploy/kubernetes/backend.json).")
+              help="kubernetes: MLflow's backend config JSON; default: the project's deploy/kubernetes/backend.json.")
 @click.option("--max-parallel", default="auto", show_default=True,
               help="Child pipelines running at once: a number, or auto (this machine's CPU cores, at most 8, "
                    "without a GPU; 1 with one). in-process with more than 1: a pool of worker processes.")
@@ -410,7 +416,7 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
 def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, export, no_progress, backend,
             backend_config, max_parallel, render_jobs):
     """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry."""
-    from stilts_mlflow.phases import Options
+    from stilts_mlflow.options import Options
     from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
     from stilts_mlflow.scaling.design import StudyDesign
     from stilts_mlflow.scaling.launch import LaunchConfig, auto_parallel
@@ -422,7 +428,11 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
                          seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
     parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
-    launch = LaunchConfig(backend, backend_config, parallel)
+    if backend == "kubernetes" and not backend_config:  # MLproject passes "" for the default
+        from stilts_mlflow.scaling.launch import KUBERNETES_BACKEND_CONFIG
+
+        backend_config = str(KUBERNETES_BACKEND_CONFIG)
+    launch = LaunchConfig(backend, backend_config or None, parallel)
     if render_jobs:
         return _render_jobs(design, base, launch, Path(render_jobs))
     with _command_run("scaling", base):
@@ -452,7 +462,8 @@ def _render_jobs(design, base, launch, out: Path) -> None:
 
     from stilts_mlflow import tracking
     from stilts_mlflow.scaling.launch import render_kubernetes_jobs
-    from stilts_mlflow.scaling.orchestrate import child_options, finished_child
+    from stilts_mlflow.scaling.children import finished_child
+    from stilts_mlflow.scaling.orchestrate import child_options
 
     if launch.backend != "kubernetes":
         raise ValueError("--render-jobs renders Kubernetes Jobs: give --backend kubernetes --backend-config FILE")
@@ -466,7 +477,7 @@ def _render_jobs(design, base, launch, out: Path) -> None:
 
 
 @main.command()
-@click.option("--model-uri", required=True,
+@click.option("--model-uri", default="models:/stilts-xnli@champion", show_default=True,
               help="models:/stilts-xnli@ALIAS, models:/stilts-xnli/VERSION, or an XLMRobertaForSequenceClassification "
                    "directory.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
@@ -480,10 +491,10 @@ def export(model_uri: str, preset: str | None, out: str | None):
 
     import mlflow
 
-    from stilts_mlflow import registry, tracking
-    from stilts_mlflow.export import export_model
-
     from mlflow.exceptions import MlflowException
+
+    from stilts_mlflow import export as onnx_export
+    from stilts_mlflow import registry, tracking
 
     tracking.setup()
     mv = None
@@ -496,12 +507,12 @@ def export(model_uri: str, preset: str | None, out: str | None):
     with mlflow.start_run(run_name="export"):
         mlflow.set_tags({"stilts.phase": "export-command", "stilts.model_uri": model_uri})
         if mv is None:
-            dev = registry.xnli_dev(preset or "tiny")
-            samples = registry.parity_samples(dev)
+            dev = onnx_export.xnli_dev(preset or "tiny")
+            samples = onnx_export.parity_samples(dev)
             target = Path(out or "onnx_export")
-            metrics = export_model(model_uri, target, samples, dev).metrics()
+            metrics = onnx_export.export_model(model_uri, target, samples, dev).metrics()
             tracking.log_metrics(metrics)
-            model_id = registry.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
+            model_id = onnx_export.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
             click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")
         else:
             twin = registry.export_version(mv, preset)
@@ -509,13 +520,12 @@ def export(model_uri: str, preset: str | None, out: str | None):
             if out:
                 shutil.rmtree(out, ignore_errors=True)
                 mlflow.artifacts.download_artifacts(f"models:/{twin.name}/{twin.version}", dst_path=out)
-            metrics = {k: float(v) for k, v in twin.tags.items()
-                       if k.startswith(("parity", "dev.", "int8", "size", "seconds"))}
+            metrics = {k: float(v) for k, v in twin.tags.items() if k.startswith(("parity", "dev.", "int8", "size",
+                                                                                  "seconds"))}
             click.echo(f"{mv.name} v{mv.version} -> {twin.name} v{twin.version}"
                        + (f"; aliases {', '.join(sorted(aliases))}" if aliases else ""))
-    for name, value in sorted(metrics.items()):
-        if "parity" in name or name.endswith("accuracy.avg") or "delta" in name or "size" in name or "seconds" in name:
-            click.echo(f"  {name}: {value:.6g}")
+    for name, value in sorted(onnx_export.summary(metrics).items()):
+        click.echo(f"  {name}: {value:.6g}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -20,8 +20,11 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import torch
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 
 from serving.engine import CHECKSUM_FILE, META_FILE, NLIEngine, sha256_file
 
@@ -36,6 +39,14 @@ INT8_TOLERANCE_POINTS = 0.5  # int8 dev average within this many accuracy points
 VARIANTS = {"fp32": "onnx/model.opt.onnx", "fp32-raw": "onnx/model.onnx", "int8": "onnx/model.int8.onnx"}
 
 Pairs = list[tuple[str, str]]
+SERVING_DIR = Path(__file__).resolve().parent.parent / "serving"
+PARITY_SAMPLE = 16  # dev pairs per language for the torch/ONNX parity check
+SUMMARY_MARKERS = ("parity", "accuracy.avg", "delta", "size", "seconds")  # the export metrics worth a glance
+
+
+def summary(metrics: dict[str, float]) -> dict[str, float]:
+    """The export metrics that registry tags and the `export` command show: parity, averages, sizes, times."""
+    return {k: v for k, v in metrics.items() if any(m in k for m in SUMMARY_MARKERS)}
 
 
 class ParityError(RuntimeError):
@@ -189,3 +200,72 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
     report.seconds = time.time() - start
     (out / "export_report.json").write_text(json.dumps(asdict(report), indent=1))
     return report
+
+
+# --- packaging: the export as an MLflow model (pyfunc + onnx flavor) -----------------------------------
+def xnli_dev(preset: str) -> dict[str, list[tuple[str, str, str]]]:
+    """The preset's XNLI dev set per language as (premise, hypothesis, label)."""
+    from stilts_mlflow.context import Context
+    from stilts_mlflow.presets import get_preset
+    from stilts_mlflow.world import XNLI_LANGUAGES
+
+    loader = Context(get_preset(preset)).loader
+    return {lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "dev", lang)]
+            for lang in XNLI_LANGUAGES}
+
+
+def parity_samples(dev: dict[str, list[tuple[str, str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """The first PARITY_SAMPLE dev pairs of each language, for the torch/ONNX parity check."""
+    return {lang: [(a, b) for a, b, _ in rows[:PARITY_SAMPLE]] for lang, rows in dev.items()}
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    labels = ("entailment", "neutral", "contradiction")
+    return ModelSignature(inputs=Schema([ColSpec("string", "premise"), ColSpec("string", "hypothesis")]),
+                          outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"p_{x}") for x in labels]),
+                          params=ParamSchema([ParamSpec("variant", "string", "fp32")]))
+
+
+def save_onnx_pyfunc(export_dir: Path, path: Path, example: list[tuple[str, str]]) -> Path:
+    """The export as an MLflow model directory at `path`: pyfunc (premise/hypothesis columns, saved as code,
+    nothing pickled) plus the onnx flavor on the optimized fp32 graph. `mlflow models serve -m path` serves it."""
+    import onnx
+    import onnxruntime
+    import pandas as pd
+    import tokenizers
+    from mlflow.models import Model
+
+    mlflow.pyfunc.save_model(
+        str(path), python_model=str(SERVING_DIR / "pyfunc.py"), artifacts={"export": str(export_dir)},
+        code_paths=[str(SERVING_DIR)], signature=_signature(),
+        input_example=pd.DataFrame(example, columns=["premise", "hypothesis"]),
+        pip_requirements=[f"mlflow=={mlflow.__version__}", f"onnxruntime=={onnxruntime.__version__}",
+                          f"tokenizers=={tokenizers.__version__}", "numpy", "pandas"])
+    meta = Model.load(str(path / "MLmodel"))
+    data = next(str(p.relative_to(path)) for p in path.rglob("model.opt.onnx"))
+    meta.add_flavor("onnx", onnx_version=onnx.__version__, data=data, providers=["CPUExecutionProvider"])
+    meta.save(str(path / "MLmodel"))
+    return path
+
+
+def log_onnx_model(export_dir: Path, run_id: str, name: str, example: list[tuple[str, str]]) -> str:
+    """The export (see save_onnx_pyfunc) as a LoggedModel of `run_id`. Returns the LoggedModel id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_onnx_pyfunc(export_dir, Path(tmp) / "model", example)
+        model = mlflow.initialize_logged_model(name=name, source_run_id=run_id, model_type="stilts-onnx-nli")
+        MlflowClient().log_model_artifacts(model.model_id, str(path))
+        mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return model.model_id
+
+
+def integrity_tags(export_dir: Path) -> dict[str, str]:
+    """The registry's pins on an export: sha256 of the manifest (checksums.json, which covers every file the
+    server reads; see serving/engine.py) and, for a glance at the registry, of each ONNX graph."""
+    from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, sha256_file
+
+    checksums = json.loads((export_dir / CHECKSUM_FILE).read_text())
+    return {MANIFEST_TAG: sha256_file(export_dir / CHECKSUM_FILE),
+            **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")}}

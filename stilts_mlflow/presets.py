@@ -31,9 +31,6 @@ def key_fields(obj: Any) -> Any:
 
 MLM_SOFTMAX: tuple[str, ...] = ("full", "language")
 LANGUAGE_SHARES: tuple[str, ...] = ("uniform", "cc100")
-# auto: the preset's published encoder (tiny), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain
-# here with the preset's recipe (reproduces the published one); skip: a randomly initialised encoder (the ablation)
-PRETRAIN_CHOICES: tuple[str, ...] = ("auto", "train", "skip")
 
 
 @dataclass(frozen=True)

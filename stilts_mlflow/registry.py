@@ -20,13 +20,12 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
 from stilts_mlflow import tracking
-from stilts_mlflow.phases import subset_name
+from stilts_mlflow.export import export_model, integrity_tags, log_onnx_model, parity_samples, summary, xnli_dev
+from stilts_mlflow.options import subset_name
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "stilts-xnli"
 ONNX_MODEL_NAME = "stilts-xnli-onnx"
-SERVING_DIR = Path(__file__).resolve().parent.parent / "serving"
-PARITY_SAMPLE = 16  # dev pairs per language for the torch/ONNX parity check
 
 
 def dev_avg(row: dict[str, Any]) -> float:
@@ -95,78 +94,9 @@ def resolve_version(uri: str):
     return client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
 
 
-def xnli_dev(preset: str) -> dict[str, list[tuple[str, str, str]]]:
-    """The preset's XNLI dev set per language as (premise, hypothesis, label)."""
-    from stilts_mlflow.phases import Context
-    from stilts_mlflow.presets import get_preset
-    from stilts_mlflow.world import XNLI_LANGUAGES
-
-    loader = Context(get_preset(preset)).loader
-    return {lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "dev", lang)]
-            for lang in XNLI_LANGUAGES}
-
-
-def parity_samples(dev: dict[str, list[tuple[str, str, str]]]) -> dict[str, list[tuple[str, str]]]:
-    """The first PARITY_SAMPLE dev pairs of each language, for the torch/ONNX parity check."""
-    return {lang: [(a, b) for a, b, _ in rows[:PARITY_SAMPLE]] for lang, rows in dev.items()}
-
-
-def _signature():
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    labels = ("entailment", "neutral", "contradiction")
-    return ModelSignature(inputs=Schema([ColSpec("string", "premise"), ColSpec("string", "hypothesis")]),
-                          outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"p_{x}") for x in labels]),
-                          params=ParamSchema([ParamSpec("variant", "string", "fp32")]))
-
-
-def save_onnx_pyfunc(export_dir: Path, path: Path, example: list[tuple[str, str]]) -> Path:
-    """The export as an MLflow model directory at `path`: pyfunc (premise/hypothesis columns, saved as code,
-    nothing pickled) plus the onnx flavor on the optimized fp32 graph. `mlflow models serve -m path` serves it."""
-    import onnx
-    import onnxruntime
-    import pandas as pd
-    import tokenizers
-    from mlflow.models import Model
-
-    mlflow.pyfunc.save_model(
-        str(path), python_model=str(SERVING_DIR / "pyfunc.py"), artifacts={"export": str(export_dir)},
-        code_paths=[str(SERVING_DIR)], signature=_signature(),
-        input_example=pd.DataFrame(example, columns=["premise", "hypothesis"]),
-        pip_requirements=[f"mlflow=={mlflow.__version__}", f"onnxruntime=={onnxruntime.__version__}",
-                          f"tokenizers=={tokenizers.__version__}", "numpy", "pandas"])
-    meta = Model.load(str(path / "MLmodel"))
-    data = next(str(p.relative_to(path)) for p in path.rglob("model.opt.onnx"))
-    meta.add_flavor("onnx", onnx_version=onnx.__version__, data=data, providers=["CPUExecutionProvider"])
-    meta.save(str(path / "MLmodel"))
-    return path
-
-
-def log_onnx_model(export_dir: Path, run_id: str, name: str, example: list[tuple[str, str]]) -> str:
-    """The export (see save_onnx_pyfunc) as a LoggedModel of `run_id`. Returns the LoggedModel id."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_onnx_pyfunc(export_dir, Path(tmp) / "model", example)
-        model = mlflow.initialize_logged_model(name=name, source_run_id=run_id, model_type="stilts-onnx-nli")
-        MlflowClient().log_model_artifacts(model.model_id, str(path))
-        mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    return model.model_id
-
-
-def integrity_tags(export_dir: Path) -> dict[str, str]:
-    """The registry's pins on an export: sha256 of the manifest (checksums.json, which covers every file the
-    server reads; see serving/engine.py) and, for a glance at the registry, of each ONNX graph."""
-    from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, sha256_file
-
-    checksums = json.loads((export_dir / CHECKSUM_FILE).read_text())
-    return {MANIFEST_TAG: sha256_file(export_dir / CHECKSUM_FILE),
-            **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")}}
-
-
 def export_version(mv, preset: str | None = None, dev: dict | None = None):
     """Export one `stilts-xnli` version to ONNX in an `export` run and register its twin (reused when one
     exists). Returns the `stilts-xnli-onnx` version."""
-    from stilts_mlflow.export import export_model
 
     client = MlflowClient()
     for twin in client.search_model_versions(f"name='{ONNX_MODEL_NAME}'"):
@@ -188,8 +118,7 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
         pins = integrity_tags(Path(tmp) / "export")
     tags = {**mv.tags, "source_model": mv.name, "source_version": str(mv.version), "export_run_id": run.info.run_id,
             **pins,
-            **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in report.metrics().items()
-               if "parity" in k or k.endswith("accuracy.avg") or "delta" in k or "size" in k or "seconds" in k}}
+            **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in summary(report.metrics()).items()}}
     return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)
 
 

@@ -170,6 +170,26 @@ def log_checkpoint(path: Path, step: int, metrics: dict[str, Any], phase: str) -
     return model.model_id
 
 
+def in_run() -> bool:
+    return mlflow.active_run() is not None
+
+
+def set_tag(name: str, value: str) -> None:
+    """`stilts.<name>` on the active run."""
+    mlflow.set_tag(f"{TAG}{name}", value)
+
+
+def log_outputs(tables: dict[str, Any] | None = None, dicts: dict[str, Any] | None = None,
+                figures: dict[str, Any] | None = None) -> None:
+    """Result files of the active run by artifact name: tables (column dicts), JSON documents, figures."""
+    for name, table in (tables or {}).items():
+        mlflow.log_table(table, name)
+    for name, doc in (dicts or {}).items():
+        mlflow.log_dict(doc, name)
+    for name, fig in (figures or {}).items():
+        mlflow.log_figure(fig, name)
+
+
 def metric_name(key: str) -> str:
     """MLflow metric names: keep '/', turn '.' into '_' (xnli/accuracy.fr -> xnli/accuracy_fr)."""
     return key.replace(".", "_")

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from stilts_mlflow import checkpoint
+from stilts_mlflow.choices import BUDGETS
 from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
 from stilts_mlflow.model import MultiTaskModel
@@ -36,7 +37,6 @@ from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_
 
 log = logging.getLogger(__name__)
 
-BUDGETS: tuple[str, ...] = ("fixed", "per-task")
 
 
 @dataclass(frozen=True)

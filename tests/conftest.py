@@ -2,7 +2,7 @@ import pytest
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
 from stilts_mlflow import export
-from stilts_mlflow.registry import xnli_dev
+from stilts_mlflow.export import xnli_dev
 
 from stilts_mlflow.world import World
 

@@ -22,7 +22,7 @@ from kubernetes.client import ApiClient
 
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, child_threads, entry_parameters
-from stilts_mlflow.phases import Options
+from stilts_mlflow.options import Options
 from test_pipeline import by_phase, runs, stilts
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -90,10 +90,13 @@ def test_bad_max_parallel_is_one_line_naming_the_field(tmp_path, value):
     assert "Traceback" not in proc.stderr and not (tmp_path / "mlflow.db").exists()
 
 
-def test_bad_backend_is_one_line_not_a_traceback(tmp_path):
+def test_kubernetes_on_a_local_store_is_one_line_not_a_traceback(tmp_path):
+    """Without --backend-config the project's deploy/kubernetes/backend.json is used; pods cannot reach this
+    machine's sqlite file, which the study says in one line before it submits anything."""
     proc = stilts(["scaling", "--preset", "smoke", "--backend", "kubernetes"], tmp_path, tmp_path / "cache",
                   check=False)
-    assert proc.returncode != 0 and "needs --backend-config" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "set MLFLOW_TRACKING_URI" in proc.stderr.strip().splitlines()[-1]
 
 
 STUDY = ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1,2,3", "--no-export", "--no-progress"]

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from stilts_mlflow import published
-from stilts_mlflow.phases import Options
+from stilts_mlflow.options import Options
 from stilts_mlflow.presets import get_preset
 from stilts_mlflow.world import languages
 

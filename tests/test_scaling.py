@@ -146,8 +146,8 @@ def test_child_key_follows_the_resolved_recipe(monkeypatch):
     from dataclasses import replace
 
     from stilts_mlflow import presets
-    from stilts_mlflow.phases import Options
-    from stilts_mlflow.scaling.orchestrate import child_key
+    from stilts_mlflow.options import Options
+    from stilts_mlflow.scaling.children import child_key
 
     opts = Options(preset="smoke", tasks=("mnli",))
     before = child_key(opts)

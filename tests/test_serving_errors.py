@@ -3,8 +3,6 @@ errors, unknown paths and methods, bodies over the limit however framed), and an
 grow the metrics: unknown paths share one label."""
 
 import gzip
-import json
-import os
 
 import httpx
 import psutil

@@ -108,7 +108,8 @@ def _tree_digest(root: Path) -> dict[str, str]:
 def registry(exported, tmp_path_factory):
     """A sqlite store whose `stilts-xnli-onnx` version 1 is the export, tagged as `stilts export` tags it.
     Yields (tracking URI, store root, local artifact folder of the export inside the store)."""
-    from stilts_mlflow.registry import ONNX_MODEL_NAME, integrity_tags, log_onnx_model
+    from stilts_mlflow.export import integrity_tags, log_onnx_model
+    from stilts_mlflow.registry import ONNX_MODEL_NAME
 
     root = tmp_path_factory.mktemp("store")
     uri, previous = f"sqlite:///{root / 'mlflow.db'}", mlflow.get_tracking_uri()

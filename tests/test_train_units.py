@@ -9,7 +9,7 @@ from stilts_mlflow import checkpoint
 from stilts_mlflow.evaluate import best_span, span_f1
 from stilts_mlflow.features import collate, encode, mask_tokens
 from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
-from stilts_mlflow.phases import Options
+from stilts_mlflow.options import Options
 from stilts_mlflow.presets import ModelConfig
 from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
 from stilts_mlflow.tasks.spec import TASKS

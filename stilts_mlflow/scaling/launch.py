@@ -29,13 +29,14 @@ from typing import Any
 import mlflow
 import yaml
 
-from stilts_mlflow.phases import Options, subset_name
+from stilts_mlflow.choices import BACKENDS
+from stilts_mlflow.options import Options, subset_name
 
 log = logging.getLogger(__name__)
 
-BACKENDS: tuple[str, ...] = ("in-process", "local", "kubernetes")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 KUBERNETES_PROJECT = PROJECT_DIR / "deploy" / "kubernetes"
+KUBERNETES_BACKEND_CONFIG = KUBERNETES_PROJECT / "backend.json"  # the default --backend-config of kubernetes
 UNRESOLVED_DIGEST = "sha256:" + "0" * 64  # rendering only: MLflow puts the pushed image's digest here
 
 

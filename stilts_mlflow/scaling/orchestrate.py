@@ -9,7 +9,6 @@ Children run in this process, or through MLflow project backends (local, kuberne
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -21,62 +20,18 @@ import mlflow
 import numpy as np
 from tqdm import tqdm
 
-from stilts_mlflow import tracking
-from stilts_mlflow.phases import Options, context_for, initial_encoder, run_pipeline, subset_name
-from stilts_mlflow.presets import key_fields
+from stilts_mlflow.context import context_for
+from stilts_mlflow.options import Options, subset_name
+from stilts_mlflow.pretraining import initial_encoder
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
+from stilts_mlflow.scaling.children import finished_child, run_child
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import LaunchConfig, child_threads, run_submitted
 from stilts_mlflow.scaling.workers import run_pooled
 
 log = logging.getLogger(__name__)
-RESULT_FILE = "pipeline_result.json"
-
-
-def child_key(opts: Options) -> str:
-    """The options and the preset they resolve to: a changed recipe (steps, learning rates, data) is a new
-    child, never a stale reuse of one trained on the old recipe."""
-    return tracking.make_key(kind="pipeline", options=key_fields(replace(opts, progress=True)),
-                             preset=key_fields(opts.resolve()))
-
-
-def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"subset": list(opts.tasks), "k": len(opts.tasks), "seed": opts.seed, "run_id": run_id,
-            "target_run": result["target"].run_id, "metrics": result["metrics"]}
-
-
-def record_child(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    """Inside the child's own run: its key and result row, which the study reads back (any backend)."""
-    row = child_row(opts, run_id, result)
-    tracking.log_metrics(result["metrics"])
-    mlflow.set_tags({tracking.TAG + "key": child_key(opts), "stilts.target_run": result["target"].run_id})
-    mlflow.log_dict(row, RESULT_FILE)
-    return row
-
-
-def finished_child(opts: Options) -> dict[str, Any] | None:
-    """The row of a finished child pipeline with these options, if there is one."""
-    done = tracking.find_run(child_key(opts))
-    if done is None:
-        return None
-    path = mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path=RESULT_FILE)
-    return json.loads(Path(path).read_text())
-
-
-def run_child(opts: Options, parent_id: str | None = None) -> tuple[dict[str, Any], bool]:
-    """One pipeline as a child run of the active run, or of run `parent_id` (run in a worker process); reused
-    when a finished one has the same key."""
-    row = finished_child(opts)
-    if row is not None:
-        return row, True
-    subset = subset_name(opts.tasks)
-    tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
-    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts),
-                        nested=parent_id is None, parent_id=parent_id) as run:
-        row = record_child(opts, run.info.run_id, run_pipeline(opts))
-    return row, False
 
 
 def child_options(design: StudyDesign, base: Options) -> list[Options]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import mlflow
 
-from stilts_mlflow.phases import Options
+from stilts_mlflow.options import Options
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _init_worker(tracking_uri: str, experiment_id: str, threads: int, log_level:
 
 def _run(opts: Options, parent_run_id: str) -> dict[str, Any]:
     from stilts_mlflow import tracking
-    from stilts_mlflow.scaling.orchestrate import run_child
+    from stilts_mlflow.scaling.children import run_child
 
     tracking.setup()
     row, _ = run_child(opts, parent_run_id)
