@@ -29,6 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from stilts_mlflow import checkpoint
 from stilts_mlflow.choices import BUDGETS
+from stilts_mlflow.early_stopping import EarlyStopping
 from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
 from stilts_mlflow.model import MultiTaskModel
@@ -36,7 +37,6 @@ from stilts_mlflow.presets import TrainConfig
 from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -121,20 +121,32 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded],
-                dev_sets: dict[str, dict[str, Encoded]], tokenizer, work_dir: Path,
-                on_metrics: Callable[[dict[str, float], int], None] | None = None,
-                on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
-                progress: bool = True) -> PhaseResult:
-    """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
+@dataclass
+class _Loop:
+    """What a phase's training loop holds between steps (checkpointed: model, optimizer, scheduler, masking
+    RNG, task streams, early stopping and `state`)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module  # as prepared by accelerate (DDP-wrapped when distributed)
+    raw: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    generator: torch.Generator  # MLM masking
+    streams: dict[str, BatchStream]
+    weights: dict[str, float]
+    stopper: EarlyStopping
+    state: dict[str, Any]
+
+
+def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded], work_dir: Path) -> _Loop:
+    """Devices, optimizer and schedule, task streams; resumed from `work_dir/last` when a checkpoint is there."""
     tc = cfg.train
-    work_dir = Path(work_dir)
     # One shared encoder, a head per task, one task per batch: the other heads get no gradient in a step,
     # which DistributedDataParallel must be told to expect.
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(cfg.seed)
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
     if world > 1:
@@ -144,85 +156,109 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     total = total_steps(cfg, train_sets)
     optimizer = _optimizer(model, tc)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total), total)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    raw = accelerator.unwrap_model(model)
-    generator = torch.Generator().manual_seed(cfg.seed)  # MLM masking
-    pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
-    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": 0, "best_metrics": {}, "history": [],
-                             "bad_evals": 0, "streams": {}, "config": asdict(cfg), "total": total}
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(prepared)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state: dict[str, Any] = {"step": 0, "best_metrics": {}, "history": [], "streams": {}, "config": asdict(cfg),
+                             "total": total}
+    stopper = EarlyStopping.from_config(tc)
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = checkpoint.load(last, raw, optimizer, scheduler, generator)
+        stopper.load_state_dict(state)
         for t, s in state["streams"].items():
             streams[t].load(s)
-        total = state["total"]
         log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
+    return _Loop(accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state)
 
-    def evaluate_now(step: int) -> None:
-        metrics = evaluate_tasks(raw, dev_sets, pad, mask, len(tokenizer), batch_size=max(32, tc.batch_size),
-                                 seed=cfg.seed, device=accelerator.device)
-        score = selection_score(cfg.phase, metrics, cfg.select)
-        state["history"].append({"step": step, "score": score, **metrics})
-        if state["best_score"] is None or score > state["best_score"]:
-            gain = math.inf if state["best_score"] is None else score - state["best_score"]
-            state.update(best_score=score, best_step=step, best_metrics=metrics,
-                         bad_evals=0 if gain > tc.min_delta else state["bad_evals"] + 1)
-            if accelerator.is_main_process:
-                _save_weights(raw, work_dir / "best.safetensors")
-        else:
-            state["bad_evals"] += 1
-        if on_metrics and accelerator.is_main_process:
-            on_metrics({**metrics, "select_score": score}, step)
-        log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                                                              if "." not in k or k.endswith((".avg", ".en"))))
 
-    bar = tqdm(total=total, initial=state["step"], desc=cfg.phase, disable=not progress or not
-               accelerator.is_main_process, mininterval=2)
-    model.train()
-    while state["step"] < total:
-        step = state["step"]
-        for micro in range(tc.grad_accum):
-            task = choose_task(weights, cfg.seed, step * tc.grad_accum + micro)
-            enc = train_sets[task]
-            index = streams[task].next()[rank::world]
-            batch = collate(enc.task.kind, [enc.features[i] for i in index], pad, mask, len(tokenizer),
-                            mlm_probability=tc.mlm_probability, generator=generator)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            sync = micro == tc.grad_accum - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
-                loss, _ = model(enc.task.head, **batch)
-                accelerator.backward(loss / tc.grad_accum)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] = step = step + 1
+def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokenizer, step: int):
+    """One optimizer step: `grad_accum` micro-batches (a task each, drawn by the sampler), clip, AdamW, schedule.
+    Returns the last micro-batch's task and loss."""
+    tc, acc = cfg.train, loop.accelerator
+    world, rank = acc.num_processes, acc.process_index
+    for micro in range(tc.grad_accum):
+        task = choose_task(loop.weights, cfg.seed, step * tc.grad_accum + micro)
+        enc = train_sets[task]
+        index = loop.streams[task].next()[rank::world]
+        batch = collate(enc.task.kind, [enc.features[i] for i in index], tokenizer.pad_token_id,
+                        tokenizer.mask_token_id, len(tokenizer), mlm_probability=tc.mlm_probability,
+                        generator=loop.generator)
+        batch = {k: v.to(acc.device) for k, v in batch.items()}
+        sync = micro == tc.grad_accum - 1
+        with (contextlib.nullcontext() if sync else acc.no_sync(loop.model)), acc.autocast():
+            loss, _ = loop.model(enc.task.head, **batch)
+            acc.backward(loss / tc.grad_accum)
+    acc.clip_grad_norm_(loop.model.parameters(), 1.0)
+    loop.optimizer.step()
+    loop.scheduler.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    return task, loss
+
+
+def _evaluate(loop: _Loop, cfg: PhaseConfig, dev_sets: dict[str, dict[str, Encoded]], tokenizer, step: int,
+              work_dir: Path, on_metrics) -> None:
+    """Dev metrics and the selection score; a new best's weights saved to `work_dir/best.safetensors`."""
+    metrics = evaluate_tasks(loop.raw, dev_sets, tokenizer.pad_token_id, tokenizer.mask_token_id, len(tokenizer),
+                             batch_size=max(32, cfg.train.batch_size), seed=cfg.seed, device=loop.accelerator.device)
+    score = selection_score(cfg.phase, metrics, cfg.select)
+    loop.state["history"].append({"step": step, "score": score, **metrics})
+    main = loop.accelerator.is_main_process
+    if loop.stopper.update(score, step):
+        loop.state["best_metrics"] = metrics
+        if main:
+            _save_weights(loop.raw, work_dir / "best.safetensors")
+    if on_metrics and main:
+        on_metrics({**metrics, "select_score": score}, step)
+    log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
+                                                          if "." not in k or k.endswith((".avg", ".en"))))
+
+
+def _checkpoint(loop: _Loop, work_dir: Path, step: int, on_checkpoint) -> None:
+    loop.state["streams"] = {t: s.state() for t, s in loop.streams.items()}
+    loop.state.update(loop.stopper.state_dict())
+    path = checkpoint.save(work_dir / "last", loop.raw, loop.optimizer, loop.scheduler, loop.generator, loop.state)
+    if on_checkpoint:
+        on_checkpoint(path, step, loop.state["history"][-1] if loop.state["history"] else {})
+
+
+def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded],
+                dev_sets: dict[str, dict[str, Encoded]], tokenizer, work_dir: Path,
+                on_metrics: Callable[[dict[str, float], int], None] | None = None,
+                on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
+                progress: bool = True) -> PhaseResult:
+    """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
+    tc, work_dir = cfg.train, Path(work_dir)
+    loop = _prepare(cfg, model, train_sets, work_dir)
+    state, main = loop.state, loop.accelerator.is_main_process
+    bar = tqdm(total=state["total"], initial=state["step"], desc=cfg.phase, disable=not progress or not main,
+               mininterval=2)
+    loop.model.train()
+    while state["step"] < state["total"]:
+        task, loss = _step(loop, cfg, train_sets, tokenizer, state["step"])
+        state["step"] = step = state["step"] + 1
         _fault_injection(cfg.phase, step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
-        if on_metrics and accelerator.is_main_process and (step % 50 == 0 or step == total):
-            on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0], "train/processes": world}, step)
-        done = step == total
+        done = step == state["total"]
+        if on_metrics and main and (step % 50 == 0 or done):
+            on_metrics({"train/loss": loss.item(), "train/lr": loop.scheduler.get_last_lr()[0],
+                        "train/processes": loop.accelerator.num_processes}, step)
         if step % tc.eval_every == 0 or done:
-            evaluate_now(step)
-            model.train()
-            if (tc.patience and step >= tc.min_steps and state["best_score"] >= tc.stop_above
-                    and state["bad_evals"] >= tc.patience):
+            _evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics)
+            loop.model.train()
+            if loop.stopper.should_stop(step):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
-                done = True
-                state["total"] = step
-        if (step % tc.checkpoint_every == 0 or done) and accelerator.is_main_process:
-            state["streams"] = {t: s.state() for t, s in streams.items()}
-            path = checkpoint.save(work_dir / "last", raw, optimizer, scheduler, generator, state)
-            if on_checkpoint:
-                on_checkpoint(path, step, state["history"][-1] if state["history"] else {})
+                done, state["total"] = True, step
+        if (step % tc.checkpoint_every == 0 or done) and main:
+            _checkpoint(loop, work_dir, step, on_checkpoint)
         if done:
             break
     bar.close()
-    accelerator.wait_for_everyone()
+    loop.accelerator.wait_for_everyone()
     if (work_dir / "best.safetensors").exists():
-        load_model(raw, str(work_dir / "best.safetensors"))
-    return PhaseResult(state["step"], state["best_step"], state["best_score"], state["best_metrics"],
+        load_model(loop.raw, str(work_dir / "best.safetensors"))
+    return PhaseResult(state["step"], loop.stopper.best_step, loop.stopper.best_score, state["best_metrics"],
                        state["history"])
 
 

@@ -1,0 +1,60 @@
+"""EarlyStopping on its own: patience, the min_steps and stop_above guards, min_delta, and its state."""
+
+import math
+
+from stilts_mlflow.early_stopping import EarlyStopping
+
+
+def _feed(stopper: EarlyStopping, scores, every: int = 100) -> int | None:
+    """The step at which `stopper` stops on these dev scores (one evaluation per `every` steps), or None."""
+    for i, score in enumerate(scores, 1):
+        stopper.update(score, i * every)
+        if stopper.should_stop(i * every):
+            return i * every
+    return None
+
+
+def test_stops_after_patience_evaluations_without_a_new_best():
+    assert _feed(EarlyStopping(patience=2), [0.5, 0.6, 0.55, 0.58, 0.7]) == 400
+
+
+def test_patience_zero_never_stops():
+    assert _feed(EarlyStopping(patience=0), [0.5] * 50) is None
+
+
+def test_no_stop_before_min_steps():
+    assert _feed(EarlyStopping(patience=1, min_steps=500), [0.6, 0.5, 0.5, 0.5, 0.5, 0.5]) == 500
+
+
+def test_no_stop_while_the_best_is_below_stop_above():
+    """A run still on its plateau (at chance) is not finished, however long it sits there."""
+    stopper = EarlyStopping(patience=1, stop_above=0.5)
+    assert _feed(stopper, [0.34, 0.33, 0.34, 0.33]) is None
+    assert _feed(stopper, [0.6, 0.59]) == 200  # (steps counted again from 100)
+
+
+def test_a_new_best_within_min_delta_counts_against_patience():
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    assert stopper.update(0.60, 100) and stopper.bad_evals == 0
+    assert stopper.update(0.605, 200)  # kept as the best weights ...
+    assert stopper.bad_evals == 1 and stopper.best_step == 200  # ... but no real progress
+    assert stopper.update(0.62, 300) and stopper.bad_evals == 0
+
+
+def test_state_round_trips_through_a_checkpoint_dict():
+    a = EarlyStopping(patience=3)
+    _feed(a, [0.4, 0.5, 0.45])
+    b = EarlyStopping(patience=3)
+    b.load_state_dict(dict(a.state_dict()))
+    assert (b.best_score, b.best_step, b.bad_evals) == (0.5, 200, 1)
+    assert _feed(a, [0.44, 0.43]) == _feed(b, [0.44, 0.43]) == 200  # the same decision after a resume
+
+
+def test_from_config_reads_the_train_config():
+    from stilts_mlflow.presets import get_preset
+
+    tc = get_preset("tiny").target
+    stopper = EarlyStopping.from_config(tc)
+    assert (stopper.patience, stopper.min_steps, stopper.min_delta, stopper.stop_above) == (
+        tc.patience, tc.min_steps, tc.min_delta, tc.stop_above)
+    assert EarlyStopping().stop_above == -math.inf
