@@ -4,12 +4,22 @@ from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceC
 from stilts_mlflow import export
 from stilts_mlflow.export import xnli_dev
 
-from stilts_mlflow.world import World
+from stilts_mlflow.tasks.synthetic import SyntheticTasks
+from stilts_mlflow.tokenizer import load_tokenizer, train_tokenizer
+from stilts_mlflow.world import XNLI_LANGUAGES, World
 
 
 @pytest.fixture(scope="session")
 def world() -> World:
     return World(0)
+
+
+@pytest.fixture(scope="session")
+def tok(world, tmp_path_factory):
+    """A small tokenizer trained on the synthetic MLM corpus of every language."""
+    tasks = SyntheticTasks(world)
+    texts = [r["text"] for lang in XNLI_LANGUAGES for r in tasks.generate("mlm", "train", lang, 40)]
+    return load_tokenizer(train_tokenizer(texts, 1500, tmp_path_factory.mktemp("tok"), alphabet=world.alphabet()))
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +35,7 @@ LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}
 def model_dir(tmp_path_factory):
     """A random-init XLMRobertaForSequenceClassification with the smoke preset's trained tokenizer."""
     root = tmp_path_factory.mktemp("model")
-    from test_pipeline import stilts
+    from helpers import stilts
 
     stilts(["data", "tokenizer", "--preset", "smoke", "--out", str(root / "m")], root, root / "cache")
     tok = AutoTokenizer.from_pretrained(str(root / "m"))

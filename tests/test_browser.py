@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from netutil import free_port
-from test_pipeline import by_phase, runs, stilts
+from helpers import free_port
+from helpers import by_phase, runs, stilts
 
 ARTIFACTS = Path(os.environ.get("STILTS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 # headless, and nothing that reaches outside loopback (updates, sync, translation, metrics, DNS prefetch)

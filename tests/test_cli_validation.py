@@ -4,7 +4,7 @@ leaves no FAILED run in the store."""
 import mlflow
 import pytest
 
-from test_pipeline import stilts
+from helpers import stilts
 
 CASES = [
     (["pipeline", "--source", "local"], "data source 'local' needs a data directory"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netutil import free_port
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="docker needs root here")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pipeline import by_phase, runs
+from helpers import by_phase, runs
 
 
 def _torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

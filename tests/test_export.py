@@ -12,7 +12,7 @@ from transformers import AutoTokenizer, XLMRobertaForSequenceClassification
 
 from serving.engine import IntegrityError, NLIEngine, verify_registry_tags
 from stilts_mlflow import export
-from test_pipeline import stilts
+from helpers import stilts
 
 @pytest.mark.slow
 def test_export_matches_torch_in_every_language(exported, model_dir, dev):

@@ -23,7 +23,7 @@ from kubernetes.client import ApiClient
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, child_threads, entry_parameters
 from stilts_mlflow.options import Options
-from test_pipeline import by_phase, runs, stilts
+from helpers import by_phase, runs, stilts
 
 PROJECT = Path(__file__).resolve().parents[1]
 BACKEND = str(PROJECT / "deploy" / "kubernetes" / "backend.json")

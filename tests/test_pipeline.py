@@ -13,40 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import by_phase, outputs, runs, stilts
+
 PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
-
-
-def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True, prelude: str = "") -> subprocess.CompletedProcess:
-    """The CLI in a subprocess; `prelude` (Python) runs first in that process, e.g. to change a preset."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    # this checkout's package first, whatever the environment has installed (the subprocess runs in `cwd`)
-    repo = str(Path(__file__).resolve().parents[1])
-    env.update({"STILTS_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
-                **(extra_env or {})})
-    command = ["-c", f"{prelude}\nfrom stilts_mlflow.cli import main\nmain()"] if prelude else ["-m", "stilts_mlflow"]
-    proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"stilts {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def runs(cwd: Path):
-    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["stilts-xnli"], output_format="list")
-
-
-def by_phase(all_runs, phase):
-    return [r for r in all_runs if r.data.tags.get("stilts.phase") == phase]
-
-
-def outputs(cache: Path) -> dict[str, dict]:
-    """Every trained phase's output weights, by phase."""
-    out = {}
-    for state in cache.glob("runs/*/train/last/trainer_state.json"):
-        phase = json.loads(state.read_text())["config"]["phase"]
-        out[phase] = {f.name: load_file(str(f)) for f in (state.parents[2] / "output").glob("*.safetensors")}
-    return out
 
 
 @pytest.mark.slow

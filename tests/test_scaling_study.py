@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from transformers import AutoModelForSequenceClassification
 
 from stilts_mlflow.export import PARITY_TOLERANCE
-from test_pipeline import by_phase, runs, stilts
+from helpers import by_phase, runs, stilts
 
 STUDY = ["scaling", "--preset", "smoke", "--sizes", "0-3", "--subsets-per-size", "1", "--no-progress"]
 TRAINING = ("pretrain", "intermediate", "target")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from netutil import free_port
+from helpers import free_port
 from serving.app import create_app, model_info
 from serving.batching import MicroBatcher
 from serving.engine import NLIEngine

@@ -9,7 +9,7 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
-from netutil import serve
+from helpers import serve
 from serving.app import create_app, model_info
 from serving.engine import NLIEngine
 from serving.schemas import Limits

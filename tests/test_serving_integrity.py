@@ -15,7 +15,7 @@ import httpx
 import mlflow
 import pytest
 
-from netutil import serve
+from helpers import serve
 from serving import loader
 from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, META_FILE, TOKENIZER_FILE, IntegrityError, NLIEngine, \
     sha256_file

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from netutil import serve
+from helpers import serve
 
 TIMEOUT = 1.0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from netutil import free_port
-from test_pipeline import stilts
+from helpers import free_port
+from helpers import stilts
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tracking_server.sh"
 
