@@ -1,6 +1,6 @@
-# Development shortcuts. Set-up first: bash scripts/setup.sh (makes .venv); ruff: pip install ruff.
+# Development shortcuts. Set-up first: bash scripts/setup.sh (makes .venv, with ruff).
 PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python)
-RUFF ?= ruff
+RUFF ?= $(if $(wildcard .venv/bin/ruff),.venv/bin/ruff,ruff)
 # --quick writes its JSON here, not over the committed full-run results in benchmarks/results.json
 BENCH_OUT ?= /tmp/stilts-bench-quick.json
 
