@@ -48,8 +48,10 @@ class Context:
     @cached_property
     def mlm_vocab(self) -> LanguageVocab:
         """Each language's tokens in the MLM corpus (train and dev), for the language softmax (mlm.py)."""
-        sets = {lang: [self.encoded("mlm", split, lang) for split in ("train", "dev")]
-                for lang in task_languages("mlm", "train")}
+        sets = {
+            lang: [self.encoded("mlm", split, lang) for split in ("train", "dev")]
+            for lang in task_languages("mlm", "train")
+        }
         return language_vocab(sets, len(self.tokenizer), self.tokenizer.mask_token_id)
 
     def encoded(self, task: str, split: str, lang: str = "en", labels: tuple[str, ...] | None = None) -> Encoded:
@@ -76,8 +78,10 @@ class Context:
     def input_files(self, task: str, split: str) -> dict[str, Path]:
         if self.data_dir is None:
             return {}
-        files = {f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
-                 for lang in task_languages(task, split)}
+        files = {
+            f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
+            for lang in task_languages(task, split)
+        }
         return {name: path for name, path in files.items() if path.exists()}
 
 

@@ -39,8 +39,13 @@ class EarlyStopping:
         return True
 
     def should_stop(self, step: int) -> bool:
-        return (self.patience > 0 and step >= self.min_steps and self.best_score is not None
-                and self.best_score >= self.stop_above and self.bad_evals >= self.patience)
+        return (
+            self.patience > 0
+            and step >= self.min_steps
+            and self.best_score is not None
+            and self.best_score >= self.stop_above
+            and self.bad_evals >= self.patience
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_step": self.best_step, "bad_evals": self.bad_evals}

@@ -39,8 +39,10 @@ def build_model(init: str | None, heads: list[HeadSpec], ctx: Context, seed: int
         return model
     pretrained = XLMRobertaForMaskedLM.from_pretrained(init)
     if pretrained.config.vocab_size < len(ctx.tokenizer):
-        raise ValueError(f"model {init} has {pretrained.config.vocab_size} embeddings but the tokenizer "
-                         f"{ctx.tokenizer_dir} has {len(ctx.tokenizer)} tokens")
+        raise ValueError(
+            f"model {init} has {pretrained.config.vocab_size} embeddings but the tokenizer "
+            f"{ctx.tokenizer_dir} has {len(ctx.tokenizer)} tokens"
+        )
     model = MultiTaskModel(pretrained.config, heads)
     model.load_encoder_from(pretrained)
     return model

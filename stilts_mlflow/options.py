@@ -37,15 +37,23 @@ class Options:
         if self.pretrained:
             if preset.model.init != "pretrained":
                 raise ValueError(f"--pretrained applies to the xlmr presets; {preset.name} pretrains its own encoder")
-            preset = replace(preset, model=replace(preset.model, pretrained=self.pretrained),
-                             data=replace(preset.data, tokenizer=self.pretrained))
+            preset = replace(
+                preset,
+                model=replace(preset.model, pretrained=self.pretrained),
+                data=replace(preset.data, tokenizer=self.pretrained),
+            )
         if self.pretrain == "auto" and preset.model.published:  # start from the shipped encoder, its tokenizer
             name = published.PREFIX + preset.model.published
-            preset = replace(preset, model=replace(preset.model, init="pretrained", pretrained=name),
-                             data=replace(preset.data, tokenizer=name))
+            preset = replace(
+                preset,
+                model=replace(preset.model, init="pretrained", pretrained=name),
+                data=replace(preset.data, tokenizer=name),
+            )
         elif self.pretrain == "train" and preset.pretrain is None:
-            raise ValueError(f"pretrain=train: preset {preset.name} starts from {preset.model.pretrained} and has no "
-                             "pretraining recipe")
+            raise ValueError(
+                f"pretrain=train: preset {preset.name} starts from {preset.model.pretrained} and has no "
+                "pretraining recipe"
+            )
         data = preset.data
         for name, value in (("source", self.source), ("local_dir", self.data_dir), ("hub_mirror", self.hub_mirror)):
             if value:
@@ -55,9 +63,13 @@ class Options:
     def __post_init__(self):
         get_preset(self.preset)
         parse_tasks(",".join(self.tasks))
-        checks = {"sampler": (self.sampler, SAMPLERS), "budget": (self.budget, BUDGETS),
-                  "select": (self.select, SELECT), "pretrain": (self.pretrain, PRETRAIN),
-                  "mixed_precision": (self.mixed_precision, MIXED_PRECISION)}
+        checks = {
+            "sampler": (self.sampler, SAMPLERS),
+            "budget": (self.budget, BUDGETS),
+            "select": (self.select, SELECT),
+            "pretrain": (self.pretrain, PRETRAIN),
+            "mixed_precision": (self.mixed_precision, MIXED_PRECISION),
+        }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -13,18 +13,44 @@ from stilts_mlflow.options import Options
 from stilts_mlflow.train import PhaseConfig, PhaseResult, train_phase
 
 
-def train_tracked(phase: str, opts: Options, tc, ctx: Context, model: MultiTaskModel, train: dict[str, Encoded],
-           dev: dict[str, dict[str, Encoded]], work: Path, seed: int, attempt: int = 0) -> PhaseResult:
+def train_tracked(
+    phase: str,
+    opts: Options,
+    tc,
+    ctx: Context,
+    model: MultiTaskModel,
+    train: dict[str, Encoded],
+    dev: dict[str, dict[str, Encoded]],
+    work: Path,
+    seed: int,
+    attempt: int = 0,
+) -> PhaseResult:
     """One training run of a phase, its dev curve and checkpoints tracked (a restart's under `restart<n>/`)."""
-    cfg = PhaseConfig(phase, tc, seed=seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
-                      budget=opts.budget, select=opts.select, mixed_precision=opts.mixed_precision)
+    cfg = PhaseConfig(
+        phase,
+        tc,
+        seed=seed,
+        sampler=opts.sampler,
+        temperature=opts.temperature,
+        cap=opts.cap,
+        budget=opts.budget,
+        select=opts.select,
+        mixed_precision=opts.mixed_precision,
+    )
     prefix, label = (f"restart{attempt}/", f"{phase}-restart{attempt}") if attempt else ("", phase)
     result = train_phase(
-        cfg, model, train, dev, ctx.tokenizer, work / (f"train-restart{attempt}" if attempt else "train"),
-        on_metrics=lambda m, step: tracking.log_metrics({prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/")
-                                                                   else k): v for k, v in m.items()}, step),
+        cfg,
+        model,
+        train,
+        dev,
+        ctx.tokenizer,
+        work / (f"train-restart{attempt}" if attempt else "train"),
+        on_metrics=lambda m, step: tracking.log_metrics(
+            {prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/") else k): v for k, v in m.items()}, step
+        ),
         on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, label),
-        progress=opts.progress)
+        progress=opts.progress,
+    )
     if attempt:
         tracking.log_metrics({f"{prefix}best_step": result.best_step, f"{prefix}best_score": result.best_score})
     return result

@@ -46,9 +46,18 @@ def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
 
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.intermediate, opts)
-    key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=key_fields(tc),
-                            seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
-                            budget=opts.budget, mp=opts.mixed_precision)
+    key = tracking.make_key(
+        phase="intermediate",
+        init=init_key,
+        tasks=sorted(opts.tasks),
+        train=key_fields(tc),
+        seed=opts.seed,
+        sampler=opts.sampler,
+        temperature=opts.temperature,
+        cap=opts.cap,
+        budget=opts.budget,
+        mp=opts.mixed_precision,
+    )
     subset = subset_name(opts.tasks)
 
     def body(work: Path, out: Path) -> dict[str, float]:
@@ -59,8 +68,10 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
         dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
         if tc.mlm_share > 0:  # continued multilingual MLM (its head comes from pretraining)
             if ctx.preset.pretrain is None:
-                raise ValueError(f"preset {ctx.preset.name}: intermediate mlm_share needs the preset's own MLM "
-                                 "corpus, which only offline presets have")
+                raise ValueError(
+                    f"preset {ctx.preset.name}: intermediate mlm_share needs the preset's own MLM "
+                    "corpus, which only offline presets have"
+                )
             tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
             heads.append(HeadSpec("mlm", "mlm"))
             train["mlm"] = ctx.mlm_corpus("train")
@@ -72,17 +83,28 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
         save_multitask(model, ctx.tokenizer, out)
         return result.best_metrics
 
-    return run_phase("intermediate", key, {"tasks": ",".join(opts.tasks), "seed": opts.seed, "sampler": opts.sampler,
-                                            "temperature": opts.temperature, "cap": opts.cap, "budget": opts.budget,
-                                            **flat("train", asdict(tc))},
-                      {"preset": ctx.preset.name, "subset": subset, "k": len(opts.tasks), "seed": opts.seed},
-                      body)
+    return run_phase(
+        "intermediate",
+        key,
+        {
+            "tasks": ",".join(opts.tasks),
+            "seed": opts.seed,
+            "sampler": opts.sampler,
+            "temperature": opts.temperature,
+            "cap": opts.cap,
+            "budget": opts.budget,
+            **flat("train", asdict(tc)),
+        },
+        {"preset": ctx.preset.name, "subset": subset, "k": len(opts.tasks), "seed": opts.seed},
+        body,
+    )
 
 
 def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.target, opts)
-    key = tracking.make_key(phase="target", init=init_key, train=key_fields(tc), seed=opts.seed, select=opts.select,
-                            mp=opts.mixed_precision)
+    key = tracking.make_key(
+        phase="target", init=init_key, train=key_fields(tc), seed=opts.seed, select=opts.select, mp=opts.mixed_precision
+    )
 
     def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
@@ -95,29 +117,53 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
         best: PhaseResult | None = None
         for attempt in range(tc.restarts + 1):
             model = build_model(init, [head_for("xnli", ctx)], ctx, restart_seed(opts.seed, attempt))
-            result = train_tracked("target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt),
-                            attempt)
+            result = train_tracked(
+                "target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt), attempt
+            )
             if dev is not dev_all:  # the model holds the attempt's best weights
-                result = replace(result, best_metrics={**result.best_metrics, **evaluate_tasks(
-                    model, dev_all, ctx.tokenizer.pad_token_id, ctx.tokenizer.mask_token_id, len(ctx.tokenizer),
-                    batch_size=max(32, tc.batch_size), seed=restart_seed(opts.seed, attempt),
-                    device=next(model.parameters()).device)})
+                result = replace(
+                    result,
+                    best_metrics={
+                        **result.best_metrics,
+                        **evaluate_tasks(
+                            model,
+                            dev_all,
+                            ctx.tokenizer.pad_token_id,
+                            ctx.tokenizer.mask_token_id,
+                            len(ctx.tokenizer),
+                            batch_size=max(32, tc.batch_size),
+                            seed=restart_seed(opts.seed, attempt),
+                            device=next(model.parameters()).device,
+                        ),
+                    },
+                )
             if best is None or result.best_score > best.best_score:
                 best, best_attempt = result, attempt
                 model.save_sequence_classification(out, ctx.tokenizer)
             if result.best_score >= tc.stop_above:
                 break
             if attempt < tc.restarts:
-                log.warning("target: best dev score %.4f is below %s after %d steps (still on the plateau); "
-                            "restart %d of %d with seed %d", result.best_score, tc.stop_above, result.steps,
-                            attempt + 1, tc.restarts, restart_seed(opts.seed, attempt + 1))
+                log.warning(
+                    "target: best dev score %.4f is below %s after %d steps (still on the plateau); "
+                    "restart %d of %d with seed %d",
+                    result.best_score,
+                    tc.stop_above,
+                    result.steps,
+                    attempt + 1,
+                    tc.restarts,
+                    restart_seed(opts.seed, attempt + 1),
+                )
         log_best(best)
         tracking.log_metrics({"attempts": attempt + 1, "best_attempt": best_attempt})
         return {**best.best_metrics, ATTEMPTS: attempt + 1}
 
-    return run_phase("target", key, {"seed": opts.seed, "select": opts.select, **flat("train", asdict(tc))},
-                     {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks),
-                       "subset": subset_name(opts.tasks)}, body)
+    return run_phase(
+        "target",
+        key,
+        {"seed": opts.seed, "select": opts.select, **flat("train", asdict(tc))},
+        {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks), "subset": subset_name(opts.tasks)},
+        body,
+    )
 
 
 def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) -> PhaseOutput:
@@ -129,16 +175,28 @@ def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) ->
         sets = {lang: ctx.encoded("xnli", "test", lang) for lang in task_languages("xnli", "test")}
         metrics, confusion = zero_shot(model, sets, ctx.tokenizer)
         tracking.log_metrics(metrics)
-        fig = report_figure(metrics, confusion, f"zero-shot XNLI test ({ctx.preset.name}"
-                            f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})")
-        tracking.log_outputs(tables={"xnli_test_accuracy.json": report_table(metrics)},
-                             dicts={"confusion_matrices.json": confusion}, figures={"xnli_test_accuracy.png": fig})
+        fig = report_figure(
+            metrics,
+            confusion,
+            f"zero-shot XNLI test ({ctx.preset.name}"
+            f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})",
+        )
+        tracking.log_outputs(
+            tables={"xnli_test_accuracy.json": report_table(metrics)},
+            dicts={"confusion_matrices.json": confusion},
+            figures={"xnli_test_accuracy.png": fig},
+        )
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion": confusion}, indent=1))
         return metrics
 
-    return run_phase("evaluate", key, {"model": model_dir}, {"preset": ctx.preset.name, "seed": opts.seed,
-                                                               "k": len(opts.tasks)}, body)
+    return run_phase(
+        "evaluate",
+        key,
+        {"model": model_dir},
+        {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks)},
+        body,
+    )
 
 
 def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
@@ -160,5 +218,8 @@ def run_pipeline(opts: Options) -> dict[str, Any]:
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     dev = {f"dev/{k}": v for k, v in target.metrics.items() if k != ATTEMPTS}
-    return {"target": target, "evaluate": ev,
-            "metrics": {**dev, "target/attempts": target.metrics.get(ATTEMPTS, 1), **ev.metrics}}
+    return {
+        "target": target,
+        "evaluate": ev,
+        "metrics": {**dev, "target/attempts": target.metrics.get(ATTEMPTS, 1), **ev.metrics},
+    }

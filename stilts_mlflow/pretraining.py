@@ -21,9 +21,15 @@ from stilts_mlflow.tokenizer import TOKENIZER_VERSION
 
 
 def pretrain_key(opts: Options, preset: Preset) -> str:
-    return tracking.make_key(phase="pretrain", data=data_key(preset.data), tokenizer=TOKENIZER_VERSION,
-                             model=key_fields(preset.model),
-                             train=key_fields(preset.pretrain), seed=opts.pretrain_seed, mp=opts.mixed_precision)
+    return tracking.make_key(
+        phase="pretrain",
+        data=data_key(preset.data),
+        tokenizer=TOKENIZER_VERSION,
+        model=key_fields(preset.model),
+        train=key_fields(preset.pretrain),
+        seed=opts.pretrain_seed,
+        mp=opts.mixed_precision,
+    )
 
 
 def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
@@ -43,12 +49,20 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
         log_best(result)
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(out))
-        return {"mlm_loss": result.best_metrics["mlm/loss"], "steps": result.steps,
-                "seconds": time.monotonic() - start}
+        return {"mlm_loss": result.best_metrics["mlm/loss"], "steps": result.steps, "seconds": time.monotonic() - start}
 
-    return run_phase("pretrain", key, {"preset": preset.name, "seed": opts.pretrain_seed,
-                                        **flat("train", asdict(preset.pretrain)), **flat("model", asdict(preset.model))},
-                      {"preset": preset.name, "seed": opts.pretrain_seed}, body)
+    return run_phase(
+        "pretrain",
+        key,
+        {
+            "preset": preset.name,
+            "seed": opts.pretrain_seed,
+            **flat("train", asdict(preset.pretrain)),
+            **flat("model", asdict(preset.model)),
+        },
+        {"preset": preset.name, "seed": opts.pretrain_seed},
+        body,
+    )
 
 
 def initial_encoder(opts: Options, ctx: Context) -> tuple[str | None, str]:

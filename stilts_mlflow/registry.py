@@ -32,15 +32,17 @@ def dev_avg(row: dict[str, Any]) -> float:
     return row["metrics"].get("dev/xnli/accuracy.avg", float("nan"))
 
 
-
 def log_target_model(target_run: str, subset: str) -> str:
     """The target phase's XLMRobertaForSequenceClassification directory as an MLflow LoggedModel of its run
     (MLflow 3 registers logged models); `models:/stilts-xnli@alias` then downloads that directory."""
     client = MlflowClient()
     local = mlflow.artifacts.download_artifacts(run_id=target_run, artifact_path="output")
-    model = mlflow.initialize_logged_model(name=f"xnli-{subset}", source_run_id=target_run,
-                                           model_type="transformers-xlm-roberta-sequence-classification",
-                                           tags={"stilts.subset": subset})
+    model = mlflow.initialize_logged_model(
+        name=f"xnli-{subset}",
+        source_run_id=target_run,
+        model_type="transformers-xlm-roberta-sequence-classification",
+        tags={"stilts.subset": subset},
+    )
     client.log_model_artifacts(model.model_id, local)
     mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return model.model_id
@@ -59,11 +61,19 @@ def register_best(rows: list[dict[str, Any]], preset: str) -> dict[str, str]:
     registered = {v.tags.get("run_id"): v for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
     for name, r in sorted(best.items()):
         langs = {k.rsplit(".", 1)[1]: v for k, v in r["metrics"].items() if k.startswith("dev/xnli/accuracy.")}
-        tags = {"subset": name, "k": str(r["k"]), "seed": str(r["seed"]), "run_id": r["target_run"],
-                "pipeline_run_id": r["run_id"], "preset": preset, "xnli_dev_avg": f"{dev_avg(r):.4f}",
-                **{f"dev_{lang}": f"{v:.4f}" for lang, v in langs.items()}}
+        tags = {
+            "subset": name,
+            "k": str(r["k"]),
+            "seed": str(r["seed"]),
+            "run_id": r["target_run"],
+            "pipeline_run_id": r["run_id"],
+            "preset": preset,
+            "xnli_dev_avg": f"{dev_avg(r):.4f}",
+            **{f"dev_{lang}": f"{v:.4f}" for lang, v in langs.items()},
+        }
         mv = registered.get(r["target_run"]) or mlflow.register_model(
-            f"models:/{log_target_model(r['target_run'], name)}", MODEL_NAME, tags=tags)
+            f"models:/{log_target_model(r['target_run'], name)}", MODEL_NAME, tags=tags
+        )
         versions[name] = (mv, r)
     aliases = {}
     for name, (mv, _) in versions.items():
@@ -106,19 +116,32 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
     dev = dev if dev is not None else xnli_dev(preset)
     samples = parity_samples(dev)
     key = tracking.make_key(kind="export", model=mv.name, version=mv.version, run_id=mv.tags.get("run_id"))
-    tags = {"phase": "export", "preset": preset, "subset": mv.tags.get("subset", ""), "source": f"{mv.name}/{mv.version}"}
-    with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    tags = {
+        "phase": "export",
+        "preset": preset,
+        "subset": mv.tags.get("subset", ""),
+        "source": f"{mv.name}/{mv.version}",
+    }
+    with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, tempfile.TemporaryDirectory() as tmp:
         source = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=f"{tmp}/source")
         report = export_model(source, Path(tmp) / "export", samples, dev)
         tracking.log_metrics(report.metrics())
         mlflow.log_dict(json.loads((Path(tmp) / "export" / "export_report.json").read_text()), "export_report.json")
-        model_id = log_onnx_model(Path(tmp) / "export", run.info.run_id, f"onnx-{mv.tags.get('subset', mv.version)}",
-                                  samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1])
+        model_id = log_onnx_model(
+            Path(tmp) / "export",
+            run.info.run_id,
+            f"onnx-{mv.tags.get('subset', mv.version)}",
+            samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1],
+        )
         pins = integrity_tags(Path(tmp) / "export")
-    tags = {**mv.tags, "source_model": mv.name, "source_version": str(mv.version), "export_run_id": run.info.run_id,
-            **pins,
-            **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in summary(report.metrics()).items()}}
+    tags = {
+        **mv.tags,
+        "source_model": mv.name,
+        "source_version": str(mv.version),
+        "export_run_id": run.info.run_id,
+        **pins,
+        **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in summary(report.metrics()).items()},
+    }
     return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)
 
 

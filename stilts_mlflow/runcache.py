@@ -31,8 +31,9 @@ class PhaseOutput:
     metrics: dict[str, float]
 
 
-def run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any],
-               body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
+def run_phase(
+    phase: str, key: str, params: dict[str, Any], tags: dict[str, Any], body: Callable[[Path], dict[str, float]]
+) -> PhaseOutput:
     """Reuse a finished run with this key, else run `body(work_dir, output_dir)` in a (resumed) run."""
     work = cache_dir() / "runs" / key
     work.mkdir(parents=True, exist_ok=True)
@@ -46,8 +47,14 @@ def run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any]
         return _run_phase_locked(phase, key, work, params, tags, body)
 
 
-def _run_phase_ranks(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-                     body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_phase_ranks(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     """A multi-process launch: rank 0 decides (reuse or train) and tracks; every rank trains along."""
     reused = distributed.broadcast(_finished(phase, key, work) if distributed.is_main() else None)
     if reused is not None:
@@ -68,20 +75,35 @@ def _finished(phase: str, key: str, work: Path) -> PhaseOutput | None:
     if done is None:
         return None
     out_dir = work / "output"
-    path = out_dir if (out_dir / "DONE").exists() else Path(
-        mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+    path = (
+        out_dir
+        if (out_dir / "DONE").exists()
+        else Path(mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+    )
     log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
     metrics = json.loads((path / "phase_metrics.json").read_text())
     return PhaseOutput(key, path, done.info.run_id, True, metrics)
 
 
-def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-                      body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_phase_locked(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     return _finished(phase, key, work) or _run_new(phase, key, work, params, tags, body)
 
 
-def _run_new(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-             body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_new(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     """`body` in a new (or resumed, if unfinished) run of this key; its output logged as artifacts."""
     out_dir = work / "output"
     with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:

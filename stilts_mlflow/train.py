@@ -109,8 +109,11 @@ def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     # fused: one kernel per step for all parameters (CPU and CUDA); torch's default here was the per-tensor
     # loop, 15% of a tiny-model step (benchmarks/training.py)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.learning_rate, fused=True)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.learning_rate,
+        fused=True,
+    )
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -143,8 +146,11 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
     tc = cfg.train
     # One shared encoder, a head per task, one task per batch: the other heads get no gradient in a step,
     # which DistributedDataParallel must be told to expect.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
     set_seed(cfg.seed)
     world = accelerator.num_processes
     if tc.batch_size % world:
@@ -159,8 +165,14 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
     prepared, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(prepared)
     generator = torch.Generator().manual_seed(cfg.seed)
-    state: dict[str, Any] = {"step": 0, "best_metrics": {}, "history": [], "streams": {}, "config": asdict(cfg),
-                             "total": total}
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_metrics": {},
+        "history": [],
+        "streams": {},
+        "config": asdict(cfg),
+        "total": total,
+    }
     stopper = EarlyStopping.from_config(tc)
     last = checkpoint.find(work_dir / "last")
     if last is not None:
@@ -181,12 +193,18 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
         task = choose_task(loop.weights, cfg.seed, step * tc.grad_accum + micro)
         enc = train_sets[task]
         index = loop.streams[task].next()[rank::world]
-        batch = collate(enc.task.kind, [enc.features[i] for i in index], tokenizer.pad_token_id,
-                        tokenizer.mask_token_id, len(tokenizer), mlm_probability=tc.mlm_probability,
-                        generator=loop.generator)
+        batch = collate(
+            enc.task.kind,
+            [enc.features[i] for i in index],
+            tokenizer.pad_token_id,
+            tokenizer.mask_token_id,
+            len(tokenizer),
+            mlm_probability=tc.mlm_probability,
+            generator=loop.generator,
+        )
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         sync = micro == tc.grad_accum - 1
-        with (contextlib.nullcontext() if sync else acc.no_sync(loop.model)), acc.autocast():
+        with contextlib.nullcontext() if sync else acc.no_sync(loop.model), acc.autocast():
             loss, _ = loop.model(enc.task.head, **batch)
             acc.backward(loss / tc.grad_accum)
     acc.clip_grad_norm_(loop.model.parameters(), 1.0)
@@ -196,11 +214,26 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
     return task, loss
 
 
-def _evaluate(loop: _Loop, cfg: PhaseConfig, dev_sets: dict[str, dict[str, Encoded]], tokenizer, step: int,
-              work_dir: Path, on_metrics) -> None:
+def _evaluate(
+    loop: _Loop,
+    cfg: PhaseConfig,
+    dev_sets: dict[str, dict[str, Encoded]],
+    tokenizer,
+    step: int,
+    work_dir: Path,
+    on_metrics,
+) -> None:
     """Dev metrics and the selection score; a new best's weights saved to `work_dir/best.safetensors`."""
-    metrics = evaluate_tasks(loop.raw, dev_sets, tokenizer.pad_token_id, tokenizer.mask_token_id, len(tokenizer),
-                             batch_size=max(32, cfg.train.batch_size), seed=cfg.seed, device=loop.accelerator.device)
+    metrics = evaluate_tasks(
+        loop.raw,
+        dev_sets,
+        tokenizer.pad_token_id,
+        tokenizer.mask_token_id,
+        len(tokenizer),
+        batch_size=max(32, cfg.train.batch_size),
+        seed=cfg.seed,
+        device=loop.accelerator.device,
+    )
     score = selection_score(cfg.phase, metrics, cfg.select)
     loop.state["history"].append({"step": step, "score": score, **metrics})
     main = loop.accelerator.is_main_process
@@ -210,8 +243,12 @@ def _evaluate(loop: _Loop, cfg: PhaseConfig, dev_sets: dict[str, dict[str, Encod
             _save_weights(loop.raw, work_dir / "best.safetensors")
     if on_metrics and main:
         on_metrics({**metrics, "select_score": score}, step)
-    log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                                                          if "." not in k or k.endswith((".avg", ".en"))))
+    log.info(
+        "%s step %d: %s",
+        cfg.phase,
+        step,
+        ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "." not in k or k.endswith((".avg", ".en"))),
+    )
 
 
 def _checkpoint(loop: _Loop, work_dir: Path, step: int, on_checkpoint) -> None:
@@ -222,17 +259,24 @@ def _checkpoint(loop: _Loop, work_dir: Path, step: int, on_checkpoint) -> None:
         on_checkpoint(path, step, loop.state["history"][-1] if loop.state["history"] else {})
 
 
-def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded],
-                dev_sets: dict[str, dict[str, Encoded]], tokenizer, work_dir: Path,
-                on_metrics: Callable[[dict[str, float], int], None] | None = None,
-                on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
-                progress: bool = True) -> PhaseResult:
+def train_phase(
+    cfg: PhaseConfig,
+    model: MultiTaskModel,
+    train_sets: dict[str, Encoded],
+    dev_sets: dict[str, dict[str, Encoded]],
+    tokenizer,
+    work_dir: Path,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
+    on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> PhaseResult:
     """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
     tc, work_dir = cfg.train, Path(work_dir)
     loop = _prepare(cfg, model, train_sets, work_dir)
     state, main = loop.state, loop.accelerator.is_main_process
-    bar = tqdm(total=state["total"], initial=state["step"], desc=cfg.phase, disable=not progress or not main,
-               mininterval=2)
+    bar = tqdm(
+        total=state["total"], initial=state["step"], desc=cfg.phase, disable=not progress or not main, mininterval=2
+    )
     loop.model.train()
     while state["step"] < state["total"]:
         task, loss = _step(loop, cfg, train_sets, tokenizer, state["step"])
@@ -242,8 +286,14 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
         done = step == state["total"]
         if on_metrics and main and (step % 50 == 0 or done):
-            on_metrics({"train/loss": loss.item(), "train/lr": loop.scheduler.get_last_lr()[0],
-                        "train/processes": loop.accelerator.num_processes}, step)
+            on_metrics(
+                {
+                    "train/loss": loss.item(),
+                    "train/lr": loop.scheduler.get_last_lr()[0],
+                    "train/processes": loop.accelerator.num_processes,
+                },
+                step,
+            )
         if step % tc.eval_every == 0 or done:
             _evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics)
             loop.model.train()
@@ -258,8 +308,9 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     loop.accelerator.wait_for_everyone()
     if (work_dir / "best.safetensors").exists():
         load_model(loop.raw, str(work_dir / "best.safetensors"))
-    return PhaseResult(state["step"], loop.stopper.best_step, loop.stopper.best_score, state["best_metrics"],
-                       state["history"])
+    return PhaseResult(
+        state["step"], loop.stopper.best_step, loop.stopper.best_score, state["best_metrics"], state["history"]
+    )
 
 
 _FAULT_HITS: dict[str, int] = {}

@@ -16,11 +16,17 @@ def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True, prelude: st
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     # this checkout's package first, whatever the environment has installed (the subprocess runs in `cwd`)
     repo = str(Path(__file__).resolve().parents[1])
-    env.update({"STILTS_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
-                **(extra_env or {})})
+    env.update(
+        {
+            "STILTS_CACHE": str(cache),
+            "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
+            **(extra_env or {}),
+        }
+    )
     command = ["-c", f"{prelude}\nfrom stilts_mlflow.cli import main\nmain()"] if prelude else ["-m", "stilts_mlflow"]
-    proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"stilts {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -62,9 +68,13 @@ def serve(args: list[str], env: dict | None = None, timeout: float = 60.0):
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), *args],
-                            env=env if env is not None else dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port), *args],
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

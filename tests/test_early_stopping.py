@@ -56,5 +56,9 @@ def test_from_config_reads_the_train_config():
     tc = get_preset("tiny").target
     stopper = EarlyStopping.from_config(tc)
     assert (stopper.patience, stopper.min_steps, stopper.min_delta, stopper.stop_above) == (
-        tc.patience, tc.min_steps, tc.min_delta, tc.stop_above)
+        tc.patience,
+        tc.min_steps,
+        tc.min_delta,
+        tc.stop_above,
+    )
     assert EarlyStopping().stop_above == -math.inf

@@ -65,8 +65,9 @@ def test_every_entry_point_default_is_the_clis(entry):
         default = str(parameters[name]["default"])
         cli = _as_mlproject(_default(options[flag]))
         # an empty CLI default is the "nothing" an entry point spells `none` for tasks
-        assert default == cli or (flag == "--tasks" and {default, cli} <= {"", "none"}), \
+        assert default == cli or (flag == "--tasks" and {default, cli} <= {"", "none"}), (
             f"MLproject {entry}: {name} defaults to {default!r}, the CLI's {flag} to {cli!r}"
+        )
 
 
 def _cli_params(command: click.Command) -> dict[str, object]:

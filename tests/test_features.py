@@ -1,6 +1,5 @@
 """Features (features.py): span, tagging, multiple-choice encoding and MLM masking; span scoring (evaluate.py)."""
 
-
 import pytest
 import torch
 
@@ -15,10 +14,12 @@ def test_features_span_tagging_choice_and_masking(world, tok):
     squad = tasks.generate("squad", "train", "en", 20)
     enc = encode(TASKS["squad"], squad, tok, 128)
     for rec, f in zip(squad, enc.features):
-        answer = tok.decode(f["input_ids"][f["start_positions"]:f["end_positions"] + 1]).strip()
+        answer = tok.decode(f["input_ids"][f["start_positions"] : f["end_positions"] + 1]).strip()
         assert f["start_positions"] > 0 and answer == rec["answers"]["text"][0]
     v2 = [r for r in tasks.generate("squad_v2", "train", "en", 30) if not r["answers"]["text"]]
-    assert all(f["start_positions"] == f["end_positions"] == 0 for f in encode(TASKS["squad_v2"], v2, tok, 128).features)
+    assert all(
+        f["start_positions"] == f["end_positions"] == 0 for f in encode(TASKS["squad_v2"], v2, tok, 128).features
+    )
 
     ccg = tasks.generate("ccg", "train", "en", 5)
     enc = encode(TASKS["ccg"], ccg, tok, 128, labels=tuple(sorted({t for r in ccg for t in r["tags"]})))

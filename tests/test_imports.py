@@ -104,7 +104,10 @@ def test_serving_does_not_import_training_code(module):
     path = _modules()[module]
     banned = ("torch", "transformers", "stilts_mlflow", "accelerate")
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        )
         for n in names:
             assert n.split(".")[0] not in banned, f"{path.relative_to(ROOT)}:{node.lineno} imports {n}"

@@ -21,13 +21,20 @@ RESULT_FILE = "pipeline_result.json"
 def child_key(opts: Options) -> str:
     """The options and the preset they resolve to: a changed recipe (steps, learning rates, data) is a new
     child, never a stale reuse of one trained on the old recipe."""
-    return tracking.make_key(kind="pipeline", options=key_fields(replace(opts, progress=True)),
-                             preset=key_fields(opts.resolve()))
+    return tracking.make_key(
+        kind="pipeline", options=key_fields(replace(opts, progress=True)), preset=key_fields(opts.resolve())
+    )
 
 
 def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"subset": list(opts.tasks), "k": len(opts.tasks), "seed": opts.seed, "run_id": run_id,
-            "target_run": result["target"].run_id, "metrics": result["metrics"]}
+    return {
+        "subset": list(opts.tasks),
+        "k": len(opts.tasks),
+        "seed": opts.seed,
+        "run_id": run_id,
+        "target_run": result["target"].run_id,
+        "metrics": result["metrics"],
+    }
 
 
 def record_child(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +63,12 @@ def run_child(opts: Options, parent_id: str | None = None) -> tuple[dict[str, An
         return row, True
     subset = subset_name(opts.tasks)
     tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
-    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts),
-                        nested=parent_id is None, parent_id=parent_id) as run:
+    with tracking.start(
+        f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}",
+        tags,
+        key=child_key(opts),
+        nested=parent_id is None,
+        parent_id=parent_id,
+    ) as run:
         row = record_child(opts, run.info.run_id, run_pipeline(opts))
     return row, False
