@@ -23,19 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from serving import docs
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
+from serving.errors import UserError, _error
 from serving.schemas import ERROR_RESPONSES, Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
 
 log = logging.getLogger("serving")
-
-
-class UserError(Exception):
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
-
-
-def _error(status: int, message: str, field: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status, headers=headers)
 
 
 class BodyLimit:
