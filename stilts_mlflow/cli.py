@@ -480,7 +480,7 @@ def export(model_uri: str, preset: str | None, out: str | None):
 
     import mlflow
 
-    from stilts_mlflow import registry, tracking
+    from stilts_mlflow import registry, spotcheck, tracking
     from stilts_mlflow.export import export_model
 
     from mlflow.exceptions import MlflowException
@@ -499,7 +499,8 @@ def export(model_uri: str, preset: str | None, out: str | None):
             dev = registry.xnli_dev(preset or "tiny")
             samples = registry.parity_samples(dev)
             target = Path(out or "onnx_export")
-            metrics = export_model(model_uri, target, samples, dev).metrics()
+            metrics = export_model(model_uri, target, samples, dev,
+                                   examples=spotcheck.for_preset(preset or "tiny")).metrics()
             tracking.log_metrics(metrics)
             model_id = registry.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
             click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")

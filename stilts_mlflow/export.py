@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serving import examples as spot_examples
 from serving.engine import CHECKSUM_FILE, META_FILE, NLIEngine, sha256_file
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,10 @@ def accuracy_by_language(engine: NLIEngine, dev: dict[str, list[tuple[str, str, 
 
 def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pairs],
                  dev: dict[str, list[tuple[str, str, str]]] | None = None, max_length: int = 128,
-                 languages: tuple[str, ...] = ()) -> ExportReport:
+                 languages: tuple[str, ...] = (), examples: dict | None = None) -> ExportReport:
     """Export `model_dir` to `out` (replaced), check parity on `samples` (lang -> pairs) and, when `dev`
-    (lang -> (premise, hypothesis, label)) is given, fp32 and int8 accuracy."""
+    (lang -> (premise, hypothesis, label)) is given, fp32 and int8 accuracy. `examples` (what
+    `spotcheck.for_preset` returns) becomes examples.json, the labelled test pairs of GET /v1/examples."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     start = time.time()
@@ -160,8 +162,12 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
             "opset": OPSET, "config": {k: getattr(cfg, k) for k in ("hidden_size", "num_hidden_layers",
                                                                       "num_attention_heads", "vocab_size")}}
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
-    # the manifest covers every file the server reads: the graphs, the tokenizer files and the metadata
+    # the manifest covers every file the server reads: the graphs, the tokenizer files, the metadata and the
+    # spot-check examples
     files = sorted(str(p.relative_to(out)) for d in ("onnx", "tokenizer") for p in (out / d).iterdir()) + [META_FILE]
+    if examples is not None:
+        (out / spot_examples.EXAMPLES_FILE).write_bytes(spot_examples.dump(**examples))
+        files.append(spot_examples.EXAMPLES_FILE)
     (out / CHECKSUM_FILE).write_text(json.dumps({f: sha256_file(out / f) for f in files}, indent=1))
 
     pairs = [p for lang in samples for p in samples[lang]]
