@@ -171,3 +171,37 @@ def test_the_page_is_one_self_contained_file_under_a_strict_policy(client):
     assert 'stilts_requests_total{endpoint="/",status="200"}' in metrics
     assert 'stilts_requests_total{endpoint="/v1/examples",status="422"}' in metrics
     assert len(r.content) < 40_000  # one page, no framework
+
+
+def test_the_sample_is_fixed_balanced_and_says_whether_its_languages_are_synthetic(monkeypatch):
+    from stilts_mlflow import spotcheck
+
+    rows = [(f"p{i}", f"h{i}", LABELS[i % 3 if i < 30 else 0]) for i in range(60)]  # 40 entailment, 10+10 others
+    test = {"en": rows, "sw": rows[:4]}
+    picked = spotcheck.select(test, per_language=20, seed=0)
+    assert picked == spotcheck.select(test, per_language=20, seed=0) != spotcheck.select(test, per_language=20, seed=1)
+    assert sorted(sum(r["label"] == x for r in picked["en"]) for x in LABELS) == [6, 7, 7]
+    assert len({r["premise"] for r in picked["en"]}) == 20 and len(picked["sw"]) == 4  # a short split: all of it
+    monkeypatch.setattr(spotcheck, "xnli_test", lambda preset: test)  # real presets read XNLI through the hub loader
+    spotcheck.for_preset.cache_clear()
+    real = spotcheck.for_preset("xlmr-base")
+    assert real["synthetic"] is False and real["preset"] == "xlmr-base" and real["examples"] == picked
+    assert spotcheck.for_preset("tiny")["synthetic"] is True
+    spotcheck.for_preset.cache_clear()
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda o: o.update(format="other"), "expected an object with format"),
+    (lambda o: o.update(synthetic="yes"), "field 'synthetic' must be true or false"),
+    (lambda o: o.update(examples={}), "field 'examples' must be a non-empty object"),
+    (lambda o: o["examples"].update(fr=[]), "examples.fr must be a non-empty list"),
+    (lambda o: o["examples"]["fr"][0].update(premise=" "), "examples.fr.0 needs non-empty premise and hypothesis"),
+    (lambda o: o["examples"]["fr"][0].pop("label"), "examples.fr.0.label is None, not one of the model's labels"),
+])
+def test_a_malformed_examples_file_is_one_clear_error(mutate, message):
+    obj = json.loads(spot.dump({"fr": [{"premise": "a .", "hypothesis": "b .", "label": "neutral"}]},
+                               preset="tiny", synthetic=True, seed=0))
+    assert spot.parse(json.dumps(obj).encode(), "examples.json", LABELS) == obj
+    mutate(obj)
+    with pytest.raises(spot.ExamplesError, match=re.escape(message)):
+        spot.parse(json.dumps(obj).encode(), "examples.json", LABELS)
