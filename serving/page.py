@@ -52,7 +52,8 @@ def add_routes(app: FastAPI, engine: NLIEngine, limits: Limits) -> None:
         shipped = engine.examples
         if shipped is None:
             raise UserError("path", f"this export has no examples ({examples.EXAMPLES_FILE} is not in its manifest: "
-                                    "it was exported before examples existed); run `stilts export` again", 404)
+                                    "it was made before exports shipped them); export the model again to add them",
+                            404)
         pool = shipped["examples"]
         if lang != "all" and lang not in pool:
             raise UserError("lang", f"no examples for {lang[:20]!r}; this export has all, {', '.join(pool)}")

@@ -88,7 +88,8 @@ class Browser:
             details = params["exceptionDetails"]
             self.errors.append(f"exception: {details.get('exception', {}).get('description') or details.get('text')}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
-            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            args = params["args"]
+            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in args))
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error" \
                 and params["entry"].get("source") != "network":  # a 4xx the page asked for is not the page's error
             self.errors.append(f"{params['entry'].get('source')}: {params['entry'].get('text')}")

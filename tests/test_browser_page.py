@@ -78,8 +78,8 @@ def test_the_page_draws_scores_and_shows_errors_next_to_their_field(exported, tm
         for lang, n, seed in DRAWS:
             shown = [c for c in cards if c["lang"] == lang]
             drawn = httpx.get(f"{url}/v1/examples", params={"lang": lang, "n": n, "seed": seed}).json()["examples"]
-            scored = httpx.post(f"{url}/v1/nli", json={"pairs": [{"premise": e["premise"], "hypothesis": e["hypothesis"]}
-                                                                 for e in drawn]}).json()["results"]
+            pairs = [{"premise": e["premise"], "hypothesis": e["hypothesis"]} for e in drawn]
+            scored = httpx.post(f"{url}/v1/nli", json={"pairs": pairs}).json()["results"]
             assert len(shown) == n
             for c, e, s in zip(shown, drawn, scored):
                 assert c["texts"] == [e["premise"], e["hypothesis"]] and c["gold"] == c["shownGold"] == e["label"]
