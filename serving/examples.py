@@ -25,8 +25,18 @@ class ExamplesError(ValueError):
 
 def dump(examples: dict[str, list[dict]], *, preset: str, synthetic: bool, seed: int, split: str = "test") -> bytes:
     """The file's bytes: languages in the given order, each a list of {premise, hypothesis, label}."""
-    return json.dumps({"format": FORMAT, "split": split, "preset": preset, "synthetic": synthetic, "seed": seed,
-                       "examples": examples}, ensure_ascii=False, indent=1).encode("utf-8")
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "split": split,
+            "preset": preset,
+            "synthetic": synthetic,
+            "seed": seed,
+            "examples": examples,
+        },
+        ensure_ascii=False,
+        indent=1,
+    ).encode("utf-8")
 
 
 def parse(data: bytes, path: Path, labels: tuple[str, ...]) -> dict:
@@ -46,12 +56,16 @@ def parse(data: bytes, path: Path, labels: tuple[str, ...]) -> dict:
         if not isinstance(rows, list) or not rows:
             raise ExamplesError(f"{path}: examples.{lang} must be a non-empty list")
         for i, row in enumerate(rows):
-            if not (isinstance(row, dict) and all(isinstance(row.get(k), str) and row[k].strip()
-                                                  for k in ("premise", "hypothesis"))):
+            if not (
+                isinstance(row, dict)
+                and all(isinstance(row.get(k), str) and row[k].strip() for k in ("premise", "hypothesis"))
+            ):
                 raise ExamplesError(f"{path}: examples.{lang}.{i} needs non-empty premise and hypothesis strings")
             if row.get("label") not in labels:
-                raise ExamplesError(f"{path}: examples.{lang}.{i}.label is {row.get('label')!r}, not one of the "
-                                    f"model's labels {', '.join(labels)}")
+                raise ExamplesError(
+                    f"{path}: examples.{lang}.{i}.label is {row.get('label')!r}, not one of the "
+                    f"model's labels {', '.join(labels)}"
+                )
     return obj
 
 
@@ -59,12 +73,18 @@ def summary(obj: dict | None) -> dict | None:
     """What GET /v1/model says about the examples: where they come from and how many per language."""
     if obj is None:
         return None
-    return {"split": obj.get("split"), "preset": obj.get("preset"), "synthetic": obj["synthetic"],
-            "per_language": {lang: len(rows) for lang, rows in obj["examples"].items()}}
+    return {
+        "split": obj.get("split"),
+        "preset": obj.get("preset"),
+        "synthetic": obj["synthetic"],
+        "per_language": {lang: len(rows) for lang, rows in obj["examples"].items()},
+    }
 
 
 def draw(obj: dict, lang: str, n: int, seed: int) -> list[dict]:
     """`n` distinct pairs of `lang` (or of every language pooled, for "all"), the same for the same seed."""
     pool = [(code, row) for code, rows in obj["examples"].items() if lang in ("all", code) for row in rows]
-    return [{"lang": code, "premise": row["premise"], "hypothesis": row["hypothesis"], "label": row["label"]}
-            for code, row in random.Random(seed).sample(pool, n)]
+    return [
+        {"lang": code, "premise": row["premise"], "hypothesis": row["hypothesis"], "label": row["label"]}
+        for code, row in random.Random(seed).sample(pool, n)
+    ]

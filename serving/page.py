@@ -29,12 +29,15 @@ MAX_SEED = 2**63 - 1
 
 def _csp(page: bytes) -> str:
     """Allow the page's own inline <script> and <style> blocks by hash, and fetches to this origin only."""
+
     def hashes(tag: str) -> str:
         blocks = re.findall(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), page, flags=re.S)
         return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in blocks)
 
-    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
-            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 CSP = _csp(PAGE)
@@ -51,9 +54,12 @@ def add_routes(app: FastAPI, engine: NLIEngine, limits: Limits) -> None:
         At most the server's --max-pairs, so that one /v1/nli request scores a draw."""
         shipped = engine.examples
         if shipped is None:
-            raise UserError("path", f"this export has no examples ({examples.EXAMPLES_FILE} is not in its manifest: "
-                                    "it was made before exports shipped them); export the model again to add them",
-                            404)
+            raise UserError(
+                "path",
+                f"this export has no examples ({examples.EXAMPLES_FILE} is not in its manifest: "
+                "it was made before exports shipped them); export the model again to add them",
+                404,
+            )
         pool = shipped["examples"]
         if lang != "all" and lang not in pool:
             raise UserError("lang", f"no examples for {lang[:20]!r}; this export has all, {', '.join(pool)}")
@@ -66,8 +72,13 @@ def add_routes(app: FastAPI, engine: NLIEngine, limits: Limits) -> None:
             seed = secrets.randbelow(2**31)
         elif not 0 <= seed <= MAX_SEED:
             raise UserError("seed", f"must be between 0 and {MAX_SEED}")
-        return ExamplesResponse(lang=lang, seed=seed, split=shipped.get("split"), synthetic=shipped["synthetic"],
-                                examples=examples.draw(shipped, lang, n, seed))
+        return ExamplesResponse(
+            lang=lang,
+            seed=seed,
+            split=shipped.get("split"),
+            synthetic=shipped["synthetic"],
+            examples=examples.draw(shipped, lang, n, seed),
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:

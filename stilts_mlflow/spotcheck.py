@@ -21,8 +21,10 @@ def xnli_test(preset: str) -> Rows:
     from stilts_mlflow.world import XNLI_LANGUAGES
 
     loader = Context(get_preset(preset), progress=False).loader
-    return {lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "test", lang)]
-            for lang in XNLI_LANGUAGES}
+    return {
+        lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "test", lang)]
+        for lang in XNLI_LANGUAGES
+    }
 
 
 def select(test: Rows, per_language: int = PER_LANGUAGE, seed: int = SEED) -> dict[str, list[dict]]:
@@ -49,5 +51,9 @@ def for_preset(preset: str, per_language: int = PER_LANGUAGE, seed: int = SEED) 
     """What `export_model(examples=...)` takes: the selected pairs and where they come from."""
     from stilts_mlflow.presets import get_preset
 
-    return {"examples": select(xnli_test(preset), per_language, seed), "preset": preset, "seed": seed,
-            "synthetic": get_preset(preset).data.source == "synthetic"}
+    return {
+        "examples": select(xnli_test(preset), per_language, seed),
+        "preset": preset,
+        "seed": seed,
+        "synthetic": get_preset(preset).data.source == "synthetic",
+    }

@@ -29,9 +29,13 @@ class Browser:
             os.dup2(read, 3)
             os.dup2(write, 4)
 
-        self.proc = subprocess.Popen([executable, *flags, "--remote-debugging-pipe", f"--user-data-dir={profile}",
-                                      "about:blank"], preexec_fn=child_fds, close_fds=False,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [executable, *flags, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=child_fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child)
         os.close(from_child)
         self._buffer, self._next_id, self.session = b"", 0, None
@@ -90,8 +94,11 @@ class Browser:
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
             args = params["args"]
             self.errors.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in args))
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error" \
-                and params["entry"].get("source") != "network":  # a 4xx the page asked for is not the page's error
+        elif (
+            method == "Log.entryAdded"
+            and params["entry"]["level"] == "error"
+            and params["entry"].get("source") != "network"
+        ):  # a 4xx the page asked for is not the page's error
             self.errors.append(f"{params['entry'].get('source')}: {params['entry'].get('text')}")
 
     # --- page helpers -----------------------------------------------------------------------------
@@ -116,8 +123,9 @@ class Browser:
         self.wait_for("document.readyState === 'complete'")
 
     def viewport(self, width: int, height: int) -> None:
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                  mobile=width < 600)
+        self.send(
+            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=width < 600
+        )
 
     def type(self, text: str) -> None:
         self.send("Input.insertText", text=text)
@@ -132,7 +140,11 @@ class Browser:
     def screenshot(self, path: Path) -> int:
         """The whole page (not only the viewport) as PNG; returns its size in bytes."""
         size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})["data"]
+        data = self.send(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        )["data"]
         path.write_bytes(base64.b64decode(data))
         return path.stat().st_size

@@ -63,8 +63,12 @@ def test_the_page_draws_scores_and_shows_errors_next_to_their_field(exported, tm
             per_language: {en: 20, fr: 20}}})""")
         registry_card = page.evaluate("[...document.querySelectorAll('#card dd')].map(d => d.textContent)")
         assert registry_card[:4] == ["stilts-xnli-onnx", "3", "champion", "mnli-squad"]
-        assert page.evaluate("[...document.querySelectorAll('#dev-table tbody td')].map(d => d.textContent)") == \
-            ["en", "0.851", "fr", "0.792"]
+        assert page.evaluate("[...document.querySelectorAll('#dev-table tbody td')].map(d => d.textContent)") == [
+            "en",
+            "0.851",
+            "fr",
+            "0.792",
+        ]
         assert page.evaluate("document.getElementById('synthetic-note').hidden") is True
         page.evaluate("renderCard(state.info)")
         options = page.evaluate("[...document.getElementById('lang').options].map(o => o.value)")
@@ -106,8 +110,9 @@ def test_the_page_draws_scores_and_shows_errors_next_to_their_field(exported, tm
         page.type("Tom buys a small dog .")
         page.press("Enter")
         page.wait_for("document.querySelector('#pair-result .pair-answer') !== null")
-        answer = httpx.post(f"{url}/v1/nli", json={"premise": "Tom buys a big dog .",
-                                                   "hypothesis": "Tom buys a small dog ."}).json()["results"][0]
+        answer = httpx.post(
+            f"{url}/v1/nli", json={"premise": "Tom buys a big dog .", "hypothesis": "Tom buys a small dog ."}
+        ).json()["results"][0]
         assert page.evaluate("document.querySelector('#pair-result .pred').textContent") == answer["label"]
         probs = page.evaluate("[...document.querySelectorAll('#pair-result .prob')].map(p => Number(p.textContent))")
         assert probs == pytest.approx([answer["probabilities"][x] for x in LABELS], abs=6e-4)
@@ -128,10 +133,13 @@ def test_the_page_draws_scores_and_shows_errors_next_to_their_field(exported, tm
             document.getElementById('zs-template').value = 'no slot';
             document.querySelector('#zs-form button').click()""")
         assert page.wait_for("document.getElementById('zs-template-err').textContent").startswith(
-            "hypothesis_template: must contain '{}'")
+            "hypothesis_template: must contain '{}'"
+        )
         page.screenshot(out / "page_errors.png")
-        page.evaluate("document.getElementById('zs-template').value = 'Tom buys a {} dog .'; "
-                      "document.querySelector('#zs-form button').click()")
+        page.evaluate(
+            "document.getElementById('zs-template').value = 'Tom buys a {} dog .'; "
+            "document.querySelector('#zs-form button').click()"
+        )
         page.wait_for("document.querySelectorAll('#zs-result .prob').length === 2")
         assert page.evaluate("document.getElementById('zs-template-err').textContent") == ""
 
@@ -144,9 +152,14 @@ def test_the_page_draws_scores_and_shows_errors_next_to_their_field(exported, tm
 
         # the page's requests went through the API's metrics and error rules
         metrics = httpx.get(f"{url}/metrics").text
-        for line in ('endpoint="/",status="200"', 'endpoint="/v1/examples",status="200"',
-                     'endpoint="/v1/examples",status="422"', 'endpoint="/v1/nli",status="422"',
-                     'endpoint="/v1/zero-shot",status="422"', 'endpoint="/v1/model",status="200"'):
+        for line in (
+            'endpoint="/",status="200"',
+            'endpoint="/v1/examples",status="200"',
+            'endpoint="/v1/examples",status="422"',
+            'endpoint="/v1/nli",status="422"',
+            'endpoint="/v1/zero-shot",status="422"',
+            'endpoint="/v1/model",status="200"',
+        ):
             assert f"stilts_requests_total{{{line}}}" in metrics
     finally:
         if page is not None:

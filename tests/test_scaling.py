@@ -89,7 +89,7 @@ def test_linear_curve_is_not_diminishing():
 
 
 def test_accelerating_curve_is_not_called_steady_or_diminishing():
-    result = analyse(_study(lambda k: 0.40 + 0.003 * k ** 2), n_boot=500)
+    result = analyse(_study(lambda k: 0.40 + 0.003 * k**2), n_boot=500)
     assert result.verdict == "accelerating", result.evidence
 
 
@@ -133,8 +133,10 @@ def test_a_gain_next_to_a_single_pipeline_keeps_the_other_sizes_spread():
 
 def test_attribution_finds_the_task_that_helps():
     rng = np.random.default_rng(0)
-    obs = [Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))
-           for s, seed in StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()]
+    obs = [
+        Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))
+        for s, seed in StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()
+    ]
     effects = attribution(obs)
     assert effects["mnli"].low <= 0.05 <= effects["mnli"].high and effects["mnli"].low > 0.03
     others = [t for t in effects if t != "mnli"]
@@ -153,7 +155,9 @@ def test_child_key_follows_the_resolved_recipe(monkeypatch):
     before = child_key(opts)
     assert child_key(replace(opts, progress=False)) == before
     smoke = presets.PRESETS["smoke"]
-    monkeypatch.setitem(presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1)))
+    monkeypatch.setitem(
+        presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1))
+    )
     assert child_key(opts) != before
 
 
@@ -183,8 +187,10 @@ def test_report_lists_the_restarted_target_phases():
     from stilts_mlflow.scaling.report import markdown
 
     result = analyse(_study(lambda k: 0.40 + 0.01 * k), n_boot=100)
-    runs = [{"subset": [], "k": 0, "seed": 0, "target_attempts": 1},
-            {"subset": ["squad", "anli"], "k": 2, "seed": 1, "target_attempts": 3}]
+    runs = [
+        {"subset": [], "k": 0, "seed": 0, "target_attempts": 1},
+        {"subset": ["squad", "anli"], "k": 2, "seed": 1, "target_attempts": 3},
+    ]
     md = markdown(result, "study", True, runs)
     assert "1 of 2 target phases stayed on the plateau" in md
     assert "- k = 2 squad-anli, seed 1: 3 attempts" in md

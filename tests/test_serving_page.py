@@ -192,17 +192,23 @@ def test_the_sample_is_fixed_balanced_and_says_whether_its_languages_are_synthet
     spotcheck.for_preset.cache_clear()
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda o: o.update(format="other"), "expected an object with format"),
-    (lambda o: o.update(synthetic="yes"), "field 'synthetic' must be true or false"),
-    (lambda o: o.update(examples={}), "field 'examples' must be a non-empty object"),
-    (lambda o: o["examples"].update(fr=[]), "examples.fr must be a non-empty list"),
-    (lambda o: o["examples"]["fr"][0].update(premise=" "), "examples.fr.0 needs non-empty premise and hypothesis"),
-    (lambda o: o["examples"]["fr"][0].pop("label"), "examples.fr.0.label is None, not one of the model's labels"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda o: o.update(format="other"), "expected an object with format"),
+        (lambda o: o.update(synthetic="yes"), "field 'synthetic' must be true or false"),
+        (lambda o: o.update(examples={}), "field 'examples' must be a non-empty object"),
+        (lambda o: o["examples"].update(fr=[]), "examples.fr must be a non-empty list"),
+        (lambda o: o["examples"]["fr"][0].update(premise=" "), "examples.fr.0 needs non-empty premise and hypothesis"),
+        (lambda o: o["examples"]["fr"][0].pop("label"), "examples.fr.0.label is None, not one of the model's labels"),
+    ],
+)
 def test_a_malformed_examples_file_is_one_clear_error(mutate, message):
-    obj = json.loads(spot.dump({"fr": [{"premise": "a .", "hypothesis": "b .", "label": "neutral"}]},
-                               preset="tiny", synthetic=True, seed=0))
+    obj = json.loads(
+        spot.dump(
+            {"fr": [{"premise": "a .", "hypothesis": "b .", "label": "neutral"}]}, preset="tiny", synthetic=True, seed=0
+        )
+    )
     assert spot.parse(json.dumps(obj).encode(), "examples.json", LABELS) == obj
     mutate(obj)
     with pytest.raises(spot.ExamplesError, match=re.escape(message)):

@@ -86,8 +86,15 @@ def _interval(statistic, rng: np.random.Generator, n_boot: int, *samples: np.nda
             args[i] = d
         return statistic(*args)
 
-    res = stats.bootstrap([samples[i] for i in varying], resampled, n_resamples=n_boot,
-                          confidence_level=CONFIDENCE, method="percentile", rng=rng, vectorized=False)
+    res = stats.bootstrap(
+        [samples[i] for i in varying],
+        resampled,
+        n_resamples=n_boot,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        rng=rng,
+        vectorized=False,
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -128,8 +135,10 @@ MODELS = {
     "saturating": (lambda k, a, c, tau: a + c * (1 - np.exp(-k / tau)), (0.0, 0.0, 1.0)),
     "power": (lambda k, a, b, p: a + b * np.power(k, p), (0.0, 0.0, 0.5)),
 }
-_BOUNDS = {"saturating": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 100.0]),
-           "power": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 3.0])}
+_BOUNDS = {
+    "saturating": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 100.0]),
+    "power": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 3.0]),
+}
 
 
 def fit_models(observations: list[Observation]) -> list[Fit]:
@@ -145,16 +154,18 @@ def fit_models(observations: list[Observation]) -> list[Fit]:
         try:
             with warnings.catch_warnings():  # a flat curve leaves the covariance undefined; the fit itself is fine
                 warnings.simplefilter("ignore", optimize.OptimizeWarning)
-                params, _ = optimize.curve_fit(f, k, y, p0=start, bounds=_BOUNDS.get(name, (-np.inf, np.inf)),
-                                               maxfev=20000)
+                params, _ = optimize.curve_fit(
+                    f, k, y, p0=start, bounds=_BOUNDS.get(name, (-np.inf, np.inf)), maxfev=20000
+                )
         except (RuntimeError, ValueError):
             continue
         rss = float(np.sum((y - f(k, *params)) ** 2))
         dof = len(params) + 1  # + the error variance
         loglik_term = n * math.log(max(rss, 1e-300) / n)
-        names = f.__code__.co_varnames[1:len(params) + 1]
-        fits.append(Fit(name, dict(zip(names, map(float, params))), rss, loglik_term + 2 * dof,
-                        loglik_term + dof * math.log(n)))
+        names = f.__code__.co_varnames[1 : len(params) + 1]
+        fits.append(
+            Fit(name, dict(zip(names, map(float, params))), rss, loglik_term + 2 * dof, loglik_term + dof * math.log(n))
+        )
     return sorted(fits, key=lambda fit: fit.aic)
 
 
@@ -162,8 +173,15 @@ def fit_models(observations: list[Observation]) -> list[Fit]:
 def _ols(x: np.ndarray, y: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
     model = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit()
     ci = model.conf_int(alpha=1 - CONFIDENCE)
-    return {name: {"coef": float(model.params[i + 1]), "low": float(ci[i + 1][0]), "high": float(ci[i + 1][1]),
-                   "p": float(model.pvalues[i + 1])} for i, name in enumerate(names)}
+    return {
+        name: {
+            "coef": float(model.params[i + 1]),
+            "low": float(ci[i + 1][0]),
+            "high": float(ci[i + 1][1]),
+            "p": float(model.pvalues[i + 1]),
+        }
+        for i, name in enumerate(names)
+    }
 
 
 def _best_fit_line(fits: list[Fit]) -> str:
@@ -190,7 +208,7 @@ def verdict(observations: list[Observation], fits: list[Fit]) -> tuple[str, list
         return "inconclusive", ["fewer than three sizes k were run"], {}, {}
     if np.ptp(y) < 1e-9:
         return "inconclusive", [f"every pipeline scored the same ({y[0]:.4f}): nothing to compare"], {}, {}
-    quad = _ols(np.column_stack([k, k ** 2]), y, ["k", "k2"])["k2"]
+    quad = _ols(np.column_stack([k, k**2]), y, ["k", "k2"])["k2"]
     slope = _ols(k[:, None], y, ["k"])["k"]
     best = fits[0].name if fits else "none"
     evidence = [
@@ -231,5 +249,13 @@ def analyse(observations: list[Observation], n_boot: int = 2000, seed: int = 0) 
         raise ValueError("no finished pipelines to analyse")
     fits = fit_models(observations)
     name, evidence, quad, slope = verdict(observations, fits)
-    return Analysis(curve(observations, n_boot, seed), marginal_gains(observations, n_boot, seed), fits, quad, slope,
-                    name, evidence, attribution(observations))
+    return Analysis(
+        curve(observations, n_boot, seed),
+        marginal_gains(observations, n_boot, seed),
+        fits,
+        quad,
+        slope,
+        name,
+        evidence,
+        attribution(observations),
+    )
