@@ -1,6 +1,7 @@
 """The HTTP API: multilingual NLI and zero-shot classification on the exported ONNX model.
 
-POST /v1/nli, POST /v1/zero-shot, GET /v1/model, /healthz, /readyz, /metrics (Prometheus), /docs.
+POST /v1/nli, POST /v1/zero-shot, GET /v1/model, /healthz, /readyz, /metrics (Prometheus), /docs, and the
+spot-check page at / with GET /v1/examples (serving/page.py).
 Every user mistake is a 4xx JSON body `{"error": ..., "field": ...}`; the server keeps serving.
 """
 
@@ -20,9 +21,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from serving import docs
+from serving import docs, examples, page
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
+from serving.errors import UserError, _error
 from serving.schemas import (
     ERROR_RESPONSES,
     Limits,
@@ -35,16 +37,6 @@ from serving.schemas import (
 )
 
 log = logging.getLogger("serving")
-
-
-class UserError(Exception):
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
-
-
-def _error(status: int, message: str, field: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": f"{field}: {message}", "field": field}, status_code=status, headers=headers)
 
 
 class BodyLimit:
@@ -311,6 +303,7 @@ def create_app(
     async def documentation() -> HTMLResponse:
         return HTMLResponse(docs.render(app.openapi()), headers={"content-security-policy": docs.CSP})
 
+    page.add_routes(app, engine, limits)  # GET /v1/examples and the spot-check page at /
     routes.update(route.path for route in app.routes)
     return app
 
@@ -328,5 +321,7 @@ def model_info(engine: NLIEngine, tags: dict[str, str] | None = None, **extra) -
         "k": tags.get("k"),
         "preset": tags.get("preset"),
         "dev_accuracy": dev,
+        "synthetic": (engine.examples or {}).get("synthetic"),
+        "examples": examples.summary(engine.examples),
         "export": {k: v for k, v in tags.items() if k.startswith(("parity", "dev.", "int8"))},
     }

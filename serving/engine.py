@@ -9,6 +9,7 @@ The directory is what `stilts export` writes:
     onnx/model.opt.onnx   fp32 after onnxruntime's graph optimizations (served by default)
     onnx/model.int8.onnx  int8 dynamic quantization of the fp32 graph
     tokenizer/tokenizer.json
+    examples.json         optional: labelled test pairs per language for spot checks (serving/examples.py)
 
 The MLflow pyfunc (`serving/pyfunc.py`) and the HTTP app both run through `NLIEngine`. Every file is read
 once into memory, checked against the manifest and used from those bytes (no window between check and
@@ -19,12 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from serving.examples import EXAMPLES_FILE, ExamplesError, parse as parse_examples
+
+log = logging.getLogger("serving")
 META_FILE = "stilts_onnx.json"
 CHECKSUM_FILE = "checksums.json"
 TOKENIZER_FILE = "tokenizer/tokenizer.json"
@@ -152,6 +157,24 @@ def check_meta(meta: object, path: Path) -> dict:
     return meta
 
 
+def _examples(model_dir: Path, recorded: dict[str, str], labels: tuple[str, ...]) -> dict | None:
+    """examples.json when the manifest lists it (verified like every other file); None for older exports."""
+    if EXAMPLES_FILE not in recorded:
+        if (Path(model_dir) / EXAMPLES_FILE).exists():
+            log.warning(
+                "%s is not listed in %s: ignored (no spot-check examples)",
+                Path(model_dir) / EXAMPLES_FILE,
+                CHECKSUM_FILE,
+            )
+        return None
+    try:
+        return parse_examples(
+            read_verified(model_dir, recorded, EXAMPLES_FILE), Path(model_dir) / EXAMPLES_FILE, labels
+        )
+    except ExamplesError as exc:
+        raise IntegrityError(str(exc)) from None
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -168,6 +191,7 @@ class NLIEngine:
     max_length: int
     meta: dict
     variant: str
+    examples: dict | None = None  # examples.json, verified; None for exports made before it existed
 
     @classmethod
     def load(
@@ -205,7 +229,15 @@ class NLIEngine:
         tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         tokenizer.enable_truncation(meta["max_length"], strategy="longest_first")
         tokenizer.enable_padding(pad_id=meta["pad_id"], pad_token=meta["pad_token"])
-        return cls(session, tokenizer, tuple(meta["labels"]), meta["max_length"], meta, variant)
+        return cls(
+            session,
+            tokenizer,
+            tuple(meta["labels"]),
+            meta["max_length"],
+            meta,
+            variant,
+            _examples(model_dir, recorded, tuple(meta["labels"])),
+        )
 
     def encode(self, premises: list[str], hypotheses: list[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch(list(zip(premises, hypotheses)))

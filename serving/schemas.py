@@ -61,6 +61,21 @@ class ZeroShotResponse(BaseModel):
     labels: list[RankedLabel]
 
 
+class Example(BaseModel):
+    lang: str
+    premise: str
+    hypothesis: str
+    label: str = Field(description="The gold label.")
+
+
+class ExamplesResponse(BaseModel):
+    lang: str = Field(description="The language asked for, or 'all'.")
+    seed: int = Field(description="The seed of this draw: the same lang, n and seed draw the same pairs.")
+    split: str | None = Field(description="The split the pairs come from (the one the model was evaluated on).")
+    synthetic: bool = Field(description="True when the languages are the offline world's synthetic ones.")
+    examples: list[Example]
+
+
 class ErrorBody(BaseModel):
     """Every 4xx (and the rare 500): what is wrong, prefixed by the field it concerns."""
 

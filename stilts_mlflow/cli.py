@@ -718,7 +718,7 @@ def export(model_uri: str, preset: str | None, out: str | None):
     from mlflow.exceptions import MlflowException
 
     from stilts_mlflow import export as onnx_export
-    from stilts_mlflow import registry, tracking
+    from stilts_mlflow import registry, spotcheck, tracking
 
     tracking.setup()
     mv = None
@@ -735,7 +735,8 @@ def export(model_uri: str, preset: str | None, out: str | None):
             dev = onnx_export.xnli_dev(preset or "tiny")
             samples = onnx_export.parity_samples(dev)
             target = Path(out or "onnx_export")
-            metrics = onnx_export.export_model(model_uri, target, samples, dev).metrics()
+            examples = spotcheck.for_preset(preset or "tiny")
+            metrics = onnx_export.export_model(model_uri, target, samples, dev, examples=examples).metrics()
             tracking.log_metrics(metrics)
             model_id = onnx_export.log_onnx_model(
                 target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2]

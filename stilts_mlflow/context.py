@@ -95,3 +95,16 @@ def context_for(preset: Preset, progress: bool = True) -> Context:
     if key not in _CONTEXTS:
         _CONTEXTS[key] = Context(preset, progress)
     return _CONTEXTS[key]
+
+
+def xnli_rows(preset: str, split: str) -> dict[str, list[tuple[str, str, str]]]:
+    """A preset's XNLI `split` per language as (premise, hypothesis, label), through the loader evaluation uses
+    (synthetic presets: the materialized data cache; real presets: XNLI itself)."""
+    from stilts_mlflow.presets import get_preset
+    from stilts_mlflow.world import XNLI_LANGUAGES
+
+    loader = Context(get_preset(preset), progress=False).loader
+    return {
+        lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", split, lang)]
+        for lang in XNLI_LANGUAGES
+    }

@@ -26,6 +26,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
+from serving import examples as spot_examples
 from serving.engine import CHECKSUM_FILE, META_FILE, NLIEngine, sha256_file
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,11 @@ def export_model(
     dev: dict[str, list[tuple[str, str, str]]] | None = None,
     max_length: int = 128,
     languages: tuple[str, ...] = (),
+    examples: dict | None = None,
 ) -> ExportReport:
     """Export `model_dir` to `out` (replaced), check parity on `samples` (lang -> pairs) and, when `dev`
-    (lang -> (premise, hypothesis, label)) is given, fp32 and int8 accuracy."""
+    (lang -> (premise, hypothesis, label)) is given, fp32 and int8 accuracy. `examples` (what
+    `spotcheck.for_preset` returns) becomes examples.json, the labelled test pairs of GET /v1/examples."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     start = time.time()
@@ -193,8 +196,12 @@ def export_model(
         },
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
-    # the manifest covers every file the server reads: the graphs, the tokenizer files and the metadata
+    # the manifest covers every file the server reads: the graphs, the tokenizer files, the metadata and the
+    # spot-check examples
     files = sorted(str(p.relative_to(out)) for d in ("onnx", "tokenizer") for p in (out / d).iterdir()) + [META_FILE]
+    if examples is not None:
+        (out / spot_examples.EXAMPLES_FILE).write_bytes(spot_examples.dump(**examples))
+        files.append(spot_examples.EXAMPLES_FILE)
     (out / CHECKSUM_FILE).write_text(json.dumps({f: sha256_file(out / f) for f in files}, indent=1))
 
     pairs = [p for lang in samples for p in samples[lang]]
@@ -235,15 +242,9 @@ def export_model(
 # --- packaging: the export as an MLflow model (pyfunc + onnx flavor) -----------------------------------
 def xnli_dev(preset: str) -> dict[str, list[tuple[str, str, str]]]:
     """The preset's XNLI dev set per language as (premise, hypothesis, label)."""
-    from stilts_mlflow.context import Context
-    from stilts_mlflow.presets import get_preset
-    from stilts_mlflow.world import XNLI_LANGUAGES
+    from stilts_mlflow.context import xnli_rows
 
-    loader = Context(get_preset(preset)).loader
-    return {
-        lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "dev", lang)]
-        for lang in XNLI_LANGUAGES
-    }
+    return xnli_rows(preset, "dev")
 
 
 def parity_samples(dev: dict[str, list[tuple[str, str, str]]]) -> dict[str, list[tuple[str, str]]]:

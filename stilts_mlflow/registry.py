@@ -19,7 +19,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelStatus
 
-from stilts_mlflow import tracking
+from stilts_mlflow import spotcheck, tracking
 from stilts_mlflow.export import export_model, integrity_tags, log_onnx_model, parity_samples, summary, xnli_dev
 from stilts_mlflow.options import subset_name
 
@@ -124,7 +124,7 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
     }
     with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, tempfile.TemporaryDirectory() as tmp:
         source = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=f"{tmp}/source")
-        report = export_model(source, Path(tmp) / "export", samples, dev)
+        report = export_model(source, Path(tmp) / "export", samples, dev, examples=spotcheck.for_preset(preset))
         tracking.log_metrics(report.metrics())
         mlflow.log_dict(json.loads((Path(tmp) / "export" / "export_report.json").read_text()), "export_report.json")
         model_id = log_onnx_model(

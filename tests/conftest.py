@@ -1,7 +1,7 @@
 import pytest
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-from stilts_mlflow import export
+from stilts_mlflow import export, spotcheck
 from stilts_mlflow.export import xnli_dev
 
 from stilts_mlflow.tasks.synthetic import SyntheticTasks
@@ -59,14 +59,28 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def dev(tmp_path_factory):
+def smoke_cache(tmp_path_factory):
+    """A data cache shared by the session fixtures that read the smoke preset's data."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def dev(smoke_cache):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STILTS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("STILTS_CACHE", str(smoke_cache))
         return {lang: rows[:40] for lang, rows in xnli_dev("smoke").items()}
 
 
 @pytest.fixture(scope="session")
-def exported(model_dir, dev, tmp_path_factory):
+def spot_examples(smoke_cache):
+    """What `stilts export` ships for GET /v1/examples: the smoke preset's test pairs, 20 per language."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STILTS_CACHE", str(smoke_cache))
+        return spotcheck.for_preset("smoke")
+
+
+@pytest.fixture(scope="session")
+def exported(model_dir, dev, spot_examples, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
     samples = {lang: [(a, b) for a, b, _ in rows[:8]] for lang, rows in dev.items()}
-    return out, export.export_model(model_dir, out, samples, dev)
+    return out, export.export_model(model_dir, out, samples, dev, examples=spot_examples)

@@ -84,6 +84,9 @@ def test_export_command_logs_a_pyfunc(model_dir, tmp_path):
         tmp_path / "cache",
     )
     assert "parity_max_abs_diff.fp32" in proc.stdout and "int8_delta_points" in proc.stdout
+    shipped = json.loads((tmp_path / "onnx" / "examples.json").read_text())  # spot-check pairs, in the manifest
+    assert shipped["preset"] == "smoke" and shipped["split"] == "test" and len(shipped["examples"]) == 15
+    assert "examples.json" in json.loads((tmp_path / "onnx" / "checksums.json").read_text())
     model_uri = proc.stdout.split("logged model ")[1].split()[0]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(model_uri)
