@@ -15,16 +15,14 @@ import unicodedata
 from contextlib import asynccontextmanager
 
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from serving import docs, examples, page
-from serving.batching import MicroBatcher, ScoringError
+from serving import docs, page
+from serving.batching import MicroBatcher
 from serving.engine import NLIEngine, softmax
-from serving.errors import UserError, _error
+from serving.errors import UserError, _error, add_handlers
 from serving.schemas import (
     ERROR_RESPONSES,
     Limits,
@@ -140,15 +138,8 @@ def _text(field: str, value: str, limits: Limits) -> str:
     return value
 
 
-def create_app(
-    engine: NLIEngine,
-    info: dict,
-    limits: Limits = Limits(),
-    max_batch: int = 32,
-    max_wait_ms: float = 0.0,
-    body_timeout: float | None = None,
-) -> FastAPI:
-    registry = CollectorRegistry()
+def _metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram, Histogram]:
+    """Requests by endpoint and status, latency by endpoint, pairs per onnxruntime call."""
     requests = Counter("stilts_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
     latency = Histogram(
         "stilts_request_seconds",
@@ -160,6 +151,20 @@ def create_app(
     batch_sizes = Histogram(
         "stilts_batch_pairs", "Pairs per onnxruntime call", registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
     )
+    return requests, latency, batch_sizes
+
+
+def create_app(
+    engine: NLIEngine,
+    info: dict,
+    limits: Limits = Limits(),
+    max_batch: int = 32,
+    max_wait_ms: float = 0.0,
+    body_timeout: float | None = None,
+) -> FastAPI:
+    """The app serving `engine`: `info` is its card (serving/card.py); `limits` bound every request."""
+    registry = CollectorRegistry()
+    requests, latency, batch_sizes = _metrics(registry)
     batcher = MicroBatcher(engine.logits, max_batch=max_batch, max_wait_ms=max_wait_ms, on_batch=batch_sizes.observe)
     state = {"ready": False}
 
@@ -190,39 +195,16 @@ def create_app(
     routes: set[str] = set()  # filled once every route is defined
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=body_timeout)
     app.add_middleware(Observe, requests=requests, latency=latency, routes=routes)  # outermost: sees the 413s too
+    add_handlers(app)
+    _inference_routes(app, engine, batcher, limits)
+    _operational_routes(app, info, state, registry)
+    page.add_routes(app, engine, limits)  # GET /v1/examples and the spot-check page at /
+    routes.update(route.path for route in app.routes)
+    return app
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        """Starlette's own 4xx (unknown path, wrong method, a body FastAPI cannot parse) in the JSON shape."""
-        path = request.url.path
-        if exc.status_code == 404:
-            return _error(404, f"no endpoint {path[:200]!r}", "path")
-        if exc.status_code == 405:
-            return _error(405, f"{request.method} is not allowed on {path}", "method", exc.headers)
-        cause = exc.__cause__
-        reason = f"{type(cause).__name__}: {str(cause)[:200]}" if cause is not None else str(exc.detail)
-        if exc.status_code == 400:
-            return _error(400, f"invalid JSON ({reason})", "body")
-        return _error(exc.status_code, reason, "body")
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0]
-        if first.get("type") == "json_invalid":
-            return _error(400, f"invalid JSON: {first.get('ctx', {}).get('error', first.get('msg'))}", "body")
-        field = ".".join(str(x) for x in first.get("loc", ())[1:]) or "body"
-        return _error(422, first.get("msg", "invalid"), field)
-
-    @app.exception_handler(UserError)
-    async def user_error(request: Request, exc: UserError):
-        return _error(exc.status, exc.message, exc.field)
-
-    @app.exception_handler(ScoringError)
-    async def scoring_error(request: Request, exc: ScoringError):
-        # Validation admits only what the tokenizer takes, so this is the server's fault: one log line, and
-        # the batcher has already kept it from the other requests of its batch.
-        log.error("%s %s: scoring failed: %s", request.method, request.url.path, exc)
-        return JSONResponse({"error": "internal error while scoring this request", "field": None}, status_code=500)
+def _inference_routes(app: FastAPI, engine: NLIEngine, batcher: MicroBatcher, limits: Limits) -> None:
+    """POST /v1/nli and POST /v1/zero-shot: validated texts, scored through the micro-batcher."""
 
     def predictions(logits: np.ndarray) -> list[Prediction]:
         probs = softmax(logits)
@@ -278,6 +260,10 @@ def create_app(
         ranked = sorted(zip(labels, scores.tolist()), key=lambda x: -x[1])
         return ZeroShotResponse(text=text, labels=[RankedLabel(label=x, score=s) for x, s in ranked])
 
+
+def _operational_routes(app: FastAPI, info: dict, state: dict, registry: CollectorRegistry) -> None:
+    """GET /v1/model (the card), /healthz, /readyz, /metrics (Prometheus) and /docs (offline)."""
+
     @app.get("/v1/model")
     async def model() -> dict:
         """Which model answers: registry name, version and alias, languages, labels, dev scores."""
@@ -302,26 +288,3 @@ def create_app(
     @app.get("/docs", include_in_schema=False)
     async def documentation() -> HTMLResponse:
         return HTMLResponse(docs.render(app.openapi()), headers={"content-security-policy": docs.CSP})
-
-    page.add_routes(app, engine, limits)  # GET /v1/examples and the spot-check page at /
-    routes.update(route.path for route in app.routes)
-    return app
-
-
-def model_info(engine: NLIEngine, tags: dict[str, str] | None = None, **extra) -> dict:
-    tags = tags or {}
-    dev = {k.removeprefix("dev_"): float(v) for k, v in tags.items() if k.startswith("dev_")}
-    return {
-        **extra,
-        "variant": engine.variant,
-        "labels": list(engine.labels),
-        "languages": engine.meta.get("languages", []),
-        "max_length": engine.max_length,
-        "subset": tags.get("subset"),
-        "k": tags.get("k"),
-        "preset": tags.get("preset"),
-        "dev_accuracy": dev,
-        "synthetic": (engine.examples or {}).get("synthetic"),
-        "examples": examples.summary(engine.examples),
-        "export": {k: v for k, v in tags.items() if k.startswith(("parity", "dev.", "int8"))},
-    }

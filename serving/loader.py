@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from serving.app import model_info
+from serving.card import model_info
 from serving.engine import MANIFEST_TAG, META_FILE, IntegrityError, NLIEngine
 
 log = logging.getLogger("serving")

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers import free_port
-from serving.app import create_app, model_info
+from serving.app import create_app
+from serving.card import model_info
 from serving.batching import MicroBatcher
 from serving.engine import NLIEngine
 from serving.schemas import Limits

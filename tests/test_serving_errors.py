@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from helpers import serve
-from serving.app import create_app, model_info
+from serving.app import create_app
+from serving.card import model_info
 from serving.engine import NLIEngine
 from serving.schemas import Limits
 

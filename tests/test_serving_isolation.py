@@ -11,7 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.app import create_app, model_info
+from serving.app import create_app
+from serving.card import model_info
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine
 from serving.schemas import Limits

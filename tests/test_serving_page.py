@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving import examples as spot
-from serving.app import create_app, model_info
+from serving.app import create_app
+from serving.card import model_info
 from serving.engine import CHECKSUM_FILE, IntegrityError, NLIEngine, sha256_file
 from serving.schemas import Limits
 

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, seed, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from serving.app import create_app, model_info
+from serving.app import create_app
+from serving.card import model_info
 from serving.engine import NLIEngine
 from serving.schemas import Limits
 
