@@ -12,7 +12,8 @@ subset's score is the curve at its size plus the effects of the tasks in it:
 Task effects are coded to sum to zero: a task's effect is what including it adds compared with including
 an average task of the same size, which is what the subsets of one size can tell apart. They are left out
 (the report says so) when the design has too few subsets to estimate them and keep MIN_DF residual degrees
-of freedom for the noise.
+of freedom for the noise; the task attribution then comes from the line with task effects, where the design
+leaves it any degree of freedom (a smoke study's twelve subsets), else there is none.
 """
 
 from __future__ import annotations
@@ -80,30 +81,34 @@ class StudyModels:
     cells: LinearModel
     line: LinearModel | None  # None with fewer than two sizes
     quadratic: LinearModel | None  # None with fewer than three sizes
+    attribution: LinearModel | None  # the model the task effects are read from (None: not estimable)
 
     @classmethod
     def build(cls, units: Units) -> StudyModels:
         k = units.k
         sizes = tuple(int(s) for s in sorted(set(k)))
         cells = np.column_stack([(k == s).astype(float) for s in sizes])
-        z = task_columns(units)
-        with_tasks = np.column_stack([cells, z])
-        adjust = z.shape[1] > 0 and np.linalg.matrix_rank(with_tasks) == with_tasks.shape[1] \
-            and len(k) - with_tasks.shape[1] >= MIN_DF
-        tasks = units.tasks if adjust else ()
-        z = z if adjust else np.zeros((len(k), 0))
-        tnames = tuple(f"task:{t}" for t in tasks[:-1])
+        all_z = task_columns(units)
         center = float(k.mean())
         kc = k - center
 
-        def model(columns: list[np.ndarray], names: tuple[str, ...]) -> LinearModel | None:
+        def model(columns: list[np.ndarray], names: tuple[str, ...], z: np.ndarray, min_df: int = 1):
             x = np.column_stack(columns + [z])
-            return LinearModel(x, names + tnames) if len(k) > x.shape[1] else None
+            full = np.linalg.matrix_rank(x) == x.shape[1]
+            return LinearModel(x, names + tuple(f"task:{t}" for t in units.tasks[:-1][:z.shape[1]])) \
+                if full and len(k) - x.shape[1] >= min_df else None
 
-        return cls(units, sizes, tasks, center,
-                   LinearModel(np.column_stack([cells, z]), tuple(f"k={s}" for s in sizes) + tnames),
-                   model([np.ones_like(k), kc], ("const", "k")) if len(sizes) >= 2 else None,
-                   model([np.ones_like(k), kc, kc ** 2], ("const", "k", "k2")) if len(sizes) >= 3 else None)
+        line_columns = [np.ones_like(k), kc]
+        adjusted = model([cells], tuple(f"k={s}" for s in sizes), all_z, MIN_DF) if all_z.shape[1] else None
+        z = all_z if adjusted is not None else np.zeros((len(k), 0))
+        line = model(line_columns, ("const", "k"), z) if len(sizes) >= 2 else None
+        attribution = adjusted
+        if attribution is None and all_z.shape[1] and len(sizes) >= 2:
+            attribution = model(line_columns, ("const", "k"), all_z)
+        return cls(units, sizes, units.tasks if adjusted is not None else (), center,
+                   adjusted or LinearModel(cells, tuple(f"k={s}" for s in sizes)), line,
+                   model(line_columns + [kc ** 2], ("const", "k", "k2"), z) if len(sizes) >= 3 else None,
+                   attribution)
 
     # --- contrasts (rows over a model's coefficients) ---------------------------------------------------
     def curve_contrasts(self) -> np.ndarray:
@@ -116,8 +121,8 @@ class StudyModels:
         return c[1:] - c[:-1]
 
     def task_contrasts(self, model: LinearModel) -> np.ndarray:
-        """Each task's effect (the last one's is minus the sum of the others)."""
-        n_tasks = len(self.tasks)
+        """Each task's effect in `model` (the last one's is minus the sum of the others)."""
+        n_tasks = len(self.units.tasks)
         first = model.X.shape[1] - (n_tasks - 1)
         c = np.zeros((n_tasks, model.X.shape[1]))
         c[np.arange(n_tasks - 1), first + np.arange(n_tasks - 1)] = 1.0

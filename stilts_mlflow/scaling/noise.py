@@ -161,7 +161,7 @@ def estimate(data: dict[str, Any], seed_shared: float = SEED_SHARED, where: str 
     subset_var = max(0.0, resid_var - (1 - seed_shared) * seed_var * float(np.mean(1 / runs_per_unit)))
 
     task_var = 0.0
-    if models.tasks:
+    if models.tasks:  # task effects from the cell-means model only (the line's would carry its lack of fit)
         effects = cells.estimate(fit, models.task_contrasts(cells))
         est, se = effects.est[0], effects.se[0]
         task_var = max(0.0, float((est @ est - se @ se) / (len(est) - 1)))

@@ -185,9 +185,10 @@ def per_study(analyse: Callable[[list], Any]) -> Analyser:
 
 
 def default_analyser() -> Analyser:
-    from stilts_mlflow.scaling.analysis import analyse
+    """The study's analysis, batched: the same `assess` that `analysis.analyse` runs on one study."""
+    from stilts_mlflow.scaling.analysis import assess
 
-    return per_study(analyse)
+    return lambda runs, scores: assess(runs, scores).outcomes()
 
 
 # --- tabulating ----------------------------------------------------------------------------------------------
