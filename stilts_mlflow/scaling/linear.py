@@ -2,8 +2,7 @@
 
 A study's design (which subsets at which k) is the same for every simulated study, so the fit is a matrix
 product: the simulation fits a thousand studies in one call, with the same code that fits the real one.
-Estimates are linear contrasts of the coefficients with t intervals; several contrasts at once are judged
-by an F test. (For one response this is what statsmodels' OLS gives; tests check that it agrees.)
+Estimates are linear contrasts of the coefficients with t intervals. (For one response this is what statsmodels' OLS gives; tests check that it agrees.)
 """
 
 from __future__ import annotations
@@ -68,15 +67,6 @@ class LinearModel:
         c = np.atleast_2d(contrasts)
         var = np.einsum("ij,jk,ik->i", c, self.xtx_inv, c)  # diag(C (X'X)^-1 C')
         return Estimates(fit.beta @ c.T, np.sqrt(fit.s2[:, None] * var[None, :]), self.df)
-
-    def f_test(self, fit: Fit, contrasts: np.ndarray) -> np.ndarray:
-        """p-value of the joint hypothesis C·beta = 0, per fit (nan where the residual variance is 0)."""
-        c = np.atleast_2d(contrasts)
-        cb = fit.beta @ c.T  # (batch, q)
-        middle = np.linalg.inv(c @ self.xtx_inv @ c.T)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            f = np.einsum("bi,ij,bj->b", cb, middle, cb) / (len(c) * fit.s2)
-        return stats.f.sf(f, len(c), self.df) if self.df > 0 else np.full(len(f), np.nan)
 
     def sandwich_se(self, contrasts: np.ndarray, variances: np.ndarray) -> np.ndarray:
         """Standard errors of C·beta when observation i has variance variances[i] (the design's, no data)."""
