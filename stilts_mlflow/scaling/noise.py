@@ -188,7 +188,7 @@ def estimate(data: dict[str, Any], seed_shared: float = SEED_SHARED, where: str 
                       language_cov=tuple(map(tuple, cov.tolist())), slope=slope, trend=trend, trend_se=trend_se,
                       trend_center=float(units.k.mean()),
                       seed_shared=seed_shared, seed_df=seed_df, residual_df=cells.df,
-                      source=data.get("description", where))
+                      source=data.get("label", where))
 
 
 def reference() -> NoiseModel:

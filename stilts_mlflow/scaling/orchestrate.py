@@ -29,6 +29,7 @@ from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import LaunchConfig, child_threads, run_submitted
+from stilts_mlflow.scaling.simulate import for_study
 from stilts_mlflow.scaling.workers import run_pooled
 
 log = logging.getLogger(__name__)
@@ -135,11 +136,17 @@ def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool 
     per_language = language_means(rows)
     synthetic = base.resolve().data.source == "synthetic"
     title = f"STILTs scaling study ({base.preset}{', synthetic world' if synthetic else ''})"
-    files = report.write(analysis, per_language, [_run_summary(r) for r in rows], out_dir, title, synthetic)
+    runs = [_run_summary(r) for r in rows]
+    calibration = for_study(design, runs)
+    files = report.write(analysis, per_language, runs, out_dir, title, synthetic, calibration)
     for name, path in files.items():
         mlflow.log_artifact(str(path), artifact_path="report")
+    power = {f"study/mde_{name}": analysis.power[name] for name in ("slope", "curvature")
+             if analysis.power.get(name) == analysis.power.get(name)}  # nan (not estimable) left out
+    if calibration is not None:
+        power["study/calibration_false_positive"] = calibration.to_dict()["false_positive_any"]
     mlflow.log_metrics({"study/pipelines": len(rows), "study/reused": reused,
-                        "study/seconds": time.monotonic() - start,
+                        "study/seconds": time.monotonic() - start, **power,
                         **{f"study/mean_k{k}": c.mean for k, c in analysis.curve.items()}})
     mlflow.set_tag("stilts.verdict", analysis.verdict)
     aliases = register_best(rows, base.preset)
@@ -152,15 +159,20 @@ def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool 
 def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
     by_k: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        for name, value in r["metrics"].items():
-            if name.startswith("test/accuracy.") and name.count(".") == 1:
-                lang = name.split(".", 1)[1]
-                if lang not in ("avg", "non_en_avg"):
-                    by_k[r["k"]][lang].append(value)
+        for lang, value in language_accuracies(r).items():
+            by_k[r["k"]][lang].append(value)
     return {k: {lang: float(np.mean(v)) for lang, v in langs.items()} for k, langs in sorted(by_k.items())}
 
 
 def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {"subset": row["subset"], "k": row["k"], "seed": row["seed"], "run_id": row["run_id"],
             "target_run": row["target_run"], "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
-            "xnli_dev_avg": dev_avg(row), "target_attempts": int(row["metrics"].get("target/attempts", 1))}
+            "xnli_dev_avg": dev_avg(row), "target_attempts": int(row["metrics"].get("target/attempts", 1)),
+            "xnli_test": language_accuracies(row)}
+
+
+def language_accuracies(row: dict[str, Any]) -> dict[str, float]:
+    """A pipeline's zero-shot XNLI test accuracy per language (the noise model reads these)."""
+    return {name.split(".", 1)[1]: value for name, value in row["metrics"].items()
+            if name.startswith("test/accuracy.") and name.count(".") == 1
+            and name.split(".", 1)[1] not in ("avg", "non_en_avg")}

@@ -26,7 +26,7 @@ import numpy as np
 
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.models import StudyModels, Units
-from stilts_mlflow.scaling.noise import NoiseModel
+from stilts_mlflow.scaling.noise import NoiseModel, estimate, reference
 from stilts_mlflow.scaling.power import Detectable, for_design
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,8 @@ class Calibration:
                  f"Design: {self.design['pipelines']} pipelines, sizes {self.design['sizes']}, "
                  f"{self.design['subsets_per_size']} subsets per middle size, seeds {self.design['seeds']}; "
                  f"simulation seed {self.seed}; {self.seconds:.1f} s.", "",
-                 "Noise (measured): seed SD {seed_sd:.4f} ({seed_df} df), subset SD {subset_sd:.4f}, task-effect SD "
+                 f"Noise measured on: {self.noise['source']}", "",
+                 "Noise: seed SD {seed_sd:.4f} ({seed_df} df), subset SD {subset_sd:.4f}, task-effect SD "
                  "{task_sd:.4f}, residual SD {residual_sd:.4f} ({residual_df} df); the 15-language average is worth "
                  "{effective_languages:.1f} independent languages; log-variance trend in k {trend:+.3f} ± {trend_se:.3f} "
                  "per task.".format(**self.noise), "",
@@ -276,13 +277,14 @@ class Calibration:
             lines.append(f"| {kind} | {self.coverage_rate(kind):.3f} | " + " | ".join(
                 f"{by_truth[t.name].rate:.3f}" if t.name in by_truth else "–" for t in self.truths) + " |")
         lines += ["", "## Planted truths", ""] + [f"- **{t.name}** ({t.expect}): {t.note}" for t in self.truths]
-        lines += [f"- {n}" for n in self.notes]
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 
 def calibrate(design: StudyDesign, noise: NoiseModel, studies: int = 1000, seed: int = 0,
               analyser: Analyser | None = None, rise: float | None = None, trend: bool = False,
-              tails: float | None = None, batch: int = 500) -> Calibration:
+              tails: float | None = None, batch: int = 1000, notes: Sequence[str] = ()) -> Calibration:
     """Draw `studies` simulated studies per standard truth and tabulate what `analyser` (the study's own
     analysis by default) concluded. `rise`: how far the realistic planted curves rise over the range (default:
     the measured slope times the number of tasks)."""
@@ -293,7 +295,7 @@ def calibrate(design: StudyDesign, noise: NoiseModel, studies: int = 1000, seed:
     models = StudyModels.build(units)
     tasks = units.tasks
     detect = for_design(models, noise)
-    rise = noise.slope * len(design.tasks) if rise is None else rise  # the real study's rise over the range
+    rise = abs(noise.slope) * len(design.tasks) if rise is None else rise  # the measured study's rise
     truths = standard_truths(models, detect, rise, len(design.tasks))
     sizes = sorted({len(s) for s, _ in runs})
     rng = np.random.default_rng(seed)
@@ -319,9 +321,32 @@ def calibrate(design: StudyDesign, noise: NoiseModel, studies: int = 1000, seed:
         for kind, tally in tallies.items():
             if tally.total:
                 coverage[kind][truth.name] = tally
-        log.info("truth %s: %s", truth.name, dict(verdicts))
+        log.debug("truth %s: %s", truth.name, dict(verdicts))
+    notes = list(notes)
     variant = ("heavy tails (t, %g df)" % tails if tails else "normal noise") + (", variance trend in k" if trend else "")
     return Calibration({"pipelines": len(runs), "sizes": ",".join(map(str, sizes)),
                         "subsets_per_size": design.subsets_per_size, "seeds": ",".join(map(str, design.seeds))},
                        noise.summary(), detect.to_dict(), studies, seed, variant, truths, confusion, coverage,
-                       time.monotonic() - start)
+                       time.monotonic() - start, notes)
+
+
+def for_study(design: StudyDesign, runs: Sequence[dict[str, Any]], studies: int = 1000, seed: int = 0
+              ) -> Calibration | None:
+    """The calibration of a study that ran: its design, the noise measured on its own pipelines (`runs`: rows
+    with per-language `xnli_test` scores), or the reference study's where its own cannot be measured.
+    None with fewer than three sizes (no curvature to test)."""
+    if len(set(design.sizes)) < 3:
+        log.info("no calibration: fewer than three sizes")
+        return None
+    notes = []
+    try:
+        noise = estimate({"runs": list(runs), "label": f"this study's {len(runs)} pipelines"},
+                         where="this study")
+        if noise.residual_sd == 0:
+            raise ValueError("this study: the pipelines' scores do not vary around the model")
+        if noise.seed_df == 0:
+            notes.append("one seed per subset: the seed noise is not separated from the subset noise")
+    except ValueError as exc:
+        noise = reference()
+        notes.append(f"noise from the reference study ({exc})")
+    return calibrate(design, noise, studies, seed, notes=notes)
