@@ -31,6 +31,7 @@ from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import LaunchConfig, child_threads, run_submitted
 from stilts_mlflow.scaling.simulate import for_study
 from stilts_mlflow.scaling.workers import run_pooled
+from stilts_mlflow.transfer import accuracies
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "pipeline_result.json"
@@ -159,7 +160,7 @@ def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool 
 def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
     by_k: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        for lang, value in language_accuracies(r).items():
+        for lang, value in accuracies(r["metrics"]).items():
             by_k[r["k"]][lang].append(value)
     return {k: {lang: float(np.mean(v)) for lang, v in langs.items()} for k, langs in sorted(by_k.items())}
 
@@ -168,11 +169,4 @@ def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
     return {"subset": row["subset"], "k": row["k"], "seed": row["seed"], "run_id": row["run_id"],
             "target_run": row["target_run"], "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
             "xnli_dev_avg": dev_avg(row), "target_attempts": int(row["metrics"].get("target/attempts", 1)),
-            "xnli_test": language_accuracies(row)}
-
-
-def language_accuracies(row: dict[str, Any]) -> dict[str, float]:
-    """A pipeline's zero-shot XNLI test accuracy per language (the noise model reads these)."""
-    return {name.split(".", 1)[1]: value for name, value in row["metrics"].items()
-            if name.startswith("test/accuracy.") and name.count(".") == 1
-            and name.split(".", 1)[1] not in ("avg", "non_en_avg")}
+            "xnli_test": accuracies(row["metrics"])}  # per language: the noise model reads these
