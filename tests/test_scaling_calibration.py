@@ -185,6 +185,7 @@ def test_plan_for_xlmr_large_costs_gpu_hours_and_jobs(reference):
     assert a100.pipeline(()).seconds["intermediate"] == 0
     text = plan.render(plan.make(StudyDesign(), large, a100, reference, parallel=16))
     assert "GPU-hours on A100-80GB" in text and "Kubernetes Jobs: 32 (one per pipeline, 1 GPU each)" in text
+    assert 0 < a100.pipeline(k9).evaluating < a100.pipeline(k9).total and "dev evaluations every" in text
     doubled = costs.for_preset(large, tokens_per_second=2 * 51_000)
     assert doubled.pipeline(k9).total < a100.pipeline(k9).total
     with pytest.raises(ValueError, match="no assumed throughput"):

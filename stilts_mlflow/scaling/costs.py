@@ -55,6 +55,7 @@ class PipelineCost:
     """Seconds a pipeline of `k` tasks spends in each phase (GPU seconds for GPU presets)."""
 
     seconds: dict[str, float]
+    evaluating: float = 0.0  # of which dev evaluations inside the training phases (modelled costs only)
 
     @property
     def total(self) -> float:
@@ -104,17 +105,21 @@ class CostModel:
     def _modelled(self, subset: tuple[str, ...]) -> PipelineCost:
         p, x = self.preset, REAL_DATA["xnli"]
         seconds = {"intermediate": 0.0}
+        evaluating = 0.0
         if subset:
             data = [REAL_DATA[t] for t in subset]
             train, steps = self._train_seconds(p.intermediate, sum(d.train for d in data),
                                                sum(d.train * d.tokens for d in data))
             dev = self._forward_seconds(sum(d.dev for d in data), sum(d.dev * d.tokens for d in data))
+            evaluating += steps // p.intermediate.eval_every * dev
             seconds["intermediate"] = train + steps // p.intermediate.eval_every * dev
         train, steps = self._train_seconds(p.target, x.train, x.train * x.tokens)
-        seconds["target"] = train + steps // p.target.eval_every * self._forward_seconds(x.dev, x.dev * x.tokens)
+        dev = steps // p.target.eval_every * self._forward_seconds(x.dev, x.dev * x.tokens)
+        evaluating += dev
+        seconds["target"] = train + dev
         n = len(XNLI_LANGUAGES)
         seconds["evaluate"] = self._forward_seconds(n * (x.dev + x.test), n * (x.dev + x.test) * x.tokens)
-        return PipelineCost(seconds)
+        return PipelineCost(seconds, evaluating)
 
 
 def _tracking_durations(preset: str) -> dict[str, list[float]]:

@@ -112,8 +112,10 @@ def render(plan: Plan) -> str:
     lines += [f"  total {len(runs)} pipelines", "", f"Cost ({cost.source}):"]
     phases = plan.phase_seconds
     if gpu:
+        evaluating = sum(cost.pipeline(s, plan.budget).evaluating for s, _ in runs)
         lines += [f"  GPU-hours on {cost.gpu}: " + ", ".join(f"{p} {phases[p] / 3600:,.1f}" for p in PHASES)
-                  + f"; per study {sum(phases.values()) / 3600:,.1f}",
+                  + f"; per study {sum(phases.values()) / 3600:,.1f}, of which {evaluating / 3600:,.1f} dev "
+                  "evaluations every eval_every steps",
                   f"  Kubernetes Jobs: {len(runs)} (one per pipeline, 1 GPU each); wall time with {plan.parallel} "
                   f"at a time: about {_duration(max(sum(phases.values()) / plan.parallel, _longest(plan)))} "
                   "(the longest pipeline bounds it from below)"]
