@@ -43,11 +43,19 @@ def random_classifier_dir(out: Path, tokenizer, hidden: int, layers: int, heads:
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
     torch.manual_seed(0)
-    cfg = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                           num_attention_heads=heads, intermediate_size=ff, max_position_embeddings=SEQ + 4,
-                           pad_token_id=tokenizer.pad_token_id, type_vocab_size=1, num_labels=3,
-                           id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
-                           label2id={"entailment": 0, "neutral": 1, "contradiction": 2})
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ff,
+        max_position_embeddings=SEQ + 4,
+        pad_token_id=tokenizer.pad_token_id,
+        type_vocab_size=1,
+        num_labels=3,
+        id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+        label2id={"entailment": 0, "neutral": 1, "contradiction": 2},
+    )
     XLMRobertaForSequenceClassification(cfg).eval().save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     return out
@@ -74,21 +82,37 @@ def bench_model(name: str, model_dir: Path, samples: dict, quick: bool) -> dict:
                 with torch.inference_mode():
                     model(input_ids=t_ids, attention_mask=t_mask)
 
-            calls = {"torch_eager": eager,
-                     **{f"onnx_{v}": (lambda e=e: e.session.run(["logits"], feeds)) for v, e in engines.items()}}
+            calls = {
+                "torch_eager": eager,
+                **{f"onnx_{v}": (lambda e=e: e.session.run(["logits"], feeds)) for v, e in engines.items()},
+            }
             reps, budget = (3, 0.5) if quick else (10, 3.0)
             seconds = {k: _median_seconds(c, reps, budget) for k, c in calls.items()}
-            row = {"batch": batch, "seq": SEQ,
-                   **{f"{k}_ms": round(1000 * s, 2) for k, s in seconds.items()},
-                   **{f"{k}_examples_per_s": round(batch / s, 1) for k, s in seconds.items()},
-                   "onnx_fp32_speedup": round(seconds["torch_eager"] / seconds["onnx_fp32"], 2),
-                   "onnx_int8_speedup": round(seconds["torch_eager"] / seconds["onnx_int8"], 2)}
-            log.info("inference %s batch %d: eager %.1f ms, fp32 %.1f ms (x%.2f), int8 %.1f ms (x%.2f)", name, batch,
-                     row["torch_eager_ms"], row["onnx_fp32_ms"], row["onnx_fp32_speedup"], row["onnx_int8_ms"],
-                     row["onnx_int8_speedup"])
+            row = {
+                "batch": batch,
+                "seq": SEQ,
+                **{f"{k}_ms": round(1000 * s, 2) for k, s in seconds.items()},
+                **{f"{k}_examples_per_s": round(batch / s, 1) for k, s in seconds.items()},
+                "onnx_fp32_speedup": round(seconds["torch_eager"] / seconds["onnx_fp32"], 2),
+                "onnx_int8_speedup": round(seconds["torch_eager"] / seconds["onnx_int8"], 2),
+            }
+            log.info(
+                "inference %s batch %d: eager %.1f ms, fp32 %.1f ms (x%.2f), int8 %.1f ms (x%.2f)",
+                name,
+                batch,
+                row["torch_eager_ms"],
+                row["onnx_fp32_ms"],
+                row["onnx_fp32_speedup"],
+                row["onnx_int8_ms"],
+                row["onnx_int8_speedup"],
+            )
             rows.append(row)
-    return {"model": name, "parity_max_abs": max(report.parity_max_abs_diff.values()),
-            "sizes_mb": {k: round(v / 1e6, 2) for k, v in report.sizes.items()}, "by_batch": rows}
+    return {
+        "model": name,
+        "parity_max_abs": max(report.parity_max_abs_diff.values()),
+        "sizes_mb": {k: round(v / 1e6, 2) for k, v in report.sizes.items()},
+        "by_batch": rows,
+    }
 
 
 def run(tiny_dir: Path, tokenizer, samples: dict, quick: bool) -> list[dict]:
@@ -96,6 +120,9 @@ def run(tiny_dir: Path, tokenizer, samples: dict, quick: bool) -> list[dict]:
     out = [bench_model("tiny", tiny_dir, samples, quick)]
     with tempfile.TemporaryDirectory() as tmp:
         base = random_classifier_dir(Path(tmp) / "base", tokenizer, 768, layers, 12, 3072)
-        out.append(bench_model(f"xlmr-base-sized ({layers} of 12 layers)" if layers != 12 else "xlmr-base-sized",
-                               base, samples, quick))
+        out.append(
+            bench_model(
+                f"xlmr-base-sized ({layers} of 12 layers)" if layers != 12 else "xlmr-base-sized", base, samples, quick
+            )
+        )
     return out

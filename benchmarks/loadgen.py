@@ -16,9 +16,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-PAIRS = [("Tom buys a big dog .", "Tom buys a large dog ."), ("Rosa achète un chien grand .", "Rosa achète un chien petit ."),
-         ("Amit 买了一只大狗。", "Amit 买了一只狗。"), ("Omar يشتري كلبا كبيرا .", "Omar يشتري كلبا صغيرا ."),
-         ("Lena चो दुखु खुकेवे सोजि ।", "Lena चो दुर खुकेवे सोजि ।")]
+PAIRS = [
+    ("Tom buys a big dog .", "Tom buys a large dog ."),
+    ("Rosa achète un chien grand .", "Rosa achète un chien petit ."),
+    ("Amit 买了一只大狗。", "Amit 买了一只狗。"),
+    ("Omar يشتري كلبا كبيرا .", "Omar يشتري كلبا صغيرا ."),
+    ("Lena चो दुखु खुकेवे सोजि ।", "Lena चो दुर खुकेवे सोजि ।"),
+]
 
 
 def rss_bytes(pid: int | None) -> int | None:
@@ -66,14 +70,27 @@ async def _run(url: str, requests: int, concurrency: int, timeout: float, payloa
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         seconds = time.perf_counter() - start
     lat = np.array(latencies) * 1000
-    return {"requests": len(latencies), "concurrency": concurrency, "errors": sum(errors.values()),
-            "error_kinds": errors, "seconds": seconds, "throughput_rps": len(latencies) / seconds,
-            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "max_ms": float(lat.max())}
+    return {
+        "requests": len(latencies),
+        "concurrency": concurrency,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "seconds": seconds,
+        "throughput_rps": len(latencies) / seconds,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+    }
 
 
-def run(url: str, requests: int = 1000, concurrency: int = 32, pid: int | None = None, timeout: float = 30.0,
-        payload: str = "nli") -> dict:
+def run(
+    url: str,
+    requests: int = 1000,
+    concurrency: int = 32,
+    pid: int | None = None,
+    timeout: float = 30.0,
+    payload: str = "nli",
+) -> dict:
     body(payload, "", "")
     before = rss_bytes(pid)
     result = asyncio.run(_run(url, requests, concurrency, timeout, payload))
@@ -88,8 +105,13 @@ def run(url: str, requests: int = 1000, concurrency: int = 32, pid: int | None =
 @click.option("--requests", "n", type=click.IntRange(min=1), default=10000, show_default=True)
 @click.option("--concurrency", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--pid", type=int, default=None, help="Server process id, for RSS before/after.")
-@click.option("--payload", type=click.Choice(["nli", "mlflow"]), default="nli", show_default=True,
-              help="Request body: nli (serving/ POST /v1/nli) or mlflow (`mlflow models serve` /invocations).")
+@click.option(
+    "--payload",
+    type=click.Choice(["nli", "mlflow"]),
+    default="nli",
+    show_default=True,
+    help="Request body: nli (serving/ POST /v1/nli) or mlflow (`mlflow models serve` /invocations).",
+)
 def main(url: str, n: int, concurrency: int, pid: int | None, payload: str) -> None:
     """Fire N requests at a fixed concurrency and print the latency/error/RSS summary as JSON."""
     click.echo(json.dumps(run(url, n, concurrency, pid, payload=payload), indent=1))

@@ -42,8 +42,16 @@ def info(peak_seconds: float = 1.5) -> dict:
     import transformers
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "memory_gib": round(mem / 2**30, 1), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
-            "mlflow": mlflow.__version__, "cuda": torch.cuda.is_available(),
-            "matmul_peak_gflops": round(matmul_peak_flops(seconds=peak_seconds) / 1e9, 1)}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gib": round(mem / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "mlflow": mlflow.__version__,
+        "cuda": torch.cuda.is_available(),
+        "matmul_peak_gflops": round(matmul_peak_flops(seconds=peak_seconds) / 1e9, 1),
+    }

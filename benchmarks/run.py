@@ -38,18 +38,28 @@ def tiny_model(model_uri: str | None, tokenizer, work: Path) -> tuple[Path, str]
             return Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(work / "champion"))), model_uri
         return Path(model_uri), model_uri
     m = get_preset("tiny").model
-    return (random_classifier_dir(work / "tiny", tokenizer, m.hidden_size, m.num_layers, m.num_heads,
-                                  m.intermediate_size), "tiny architecture, random weights")
+    return (
+        random_classifier_dir(work / "tiny", tokenizer, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size),
+        "tiny architecture, random weights",
+    )
 
 
 @click.command()
 @click.option("--quick", is_flag=True, help="Fewer steps, repetitions and pipelines (about 3.5 minutes on 2 cores).")
-@click.option("--out", type=click.Path(dir_okay=False), default="benchmarks/results.json", show_default=True,
-              help="JSON results; the markdown table goes next to it (.md).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="benchmarks/results.json",
+    show_default=True,
+    help="JSON results; the markdown table goes next to it (.md).",
+)
 @click.option("--sections", default=",".join(SECTIONS), show_default=True, help="Comma-separated subset to run.")
-@click.option("--model-uri", default=None,
-              help="Tiny model for inference and serving: models:/stilts-xnli@champion (tracking server from "
-                   "MLFLOW_TRACKING_URI) or a target-model directory. Default: the tiny architecture, random weights.")
+@click.option(
+    "--model-uri",
+    default=None,
+    help="Tiny model for inference and serving: models:/stilts-xnli@champion (tracking server from "
+    "MLFLOW_TRACKING_URI) or a target-model directory. Default: the tiny architecture, random weights.",
+)
 def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
     """Run the benchmarks and write JSON plus a markdown table."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -58,7 +68,9 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
     chosen = [s.strip() for s in sections.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
     if unknown:
-        raise click.BadParameter(f"unknown {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}", param_hint="--sections")
+        raise click.BadParameter(
+            f"unknown {', '.join(unknown)}; allowed: {', '.join(SECTIONS)}", param_hint="--sections"
+        )
     start = time.perf_counter()
     results: dict = {"quick": quick, "machine": machine.info(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     from stilts_mlflow.phases import Context

@@ -40,8 +40,9 @@ def server(cmd: list[str], ready_url: str, log_path: Path, timeout: float = 120.
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}; see {log_path}:\n"
-                                   f"{log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{' '.join(cmd)} exited with {proc.returncode}; see {log_path}:\n{log_path.read_text()[-2000:]}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(ready_url, timeout=2).status_code == 200:
                     break
@@ -68,8 +69,16 @@ def _drive(name: str, url: str, payload: str, quick: bool, pid: int, wrk_path: s
             r = {**loadgen.run(url, (300 if quick else 3000), c, payload=payload), "client": "python"}
         after = loadgen.rss_bytes(pid)
         r.update(server=name, rss_before_mb=round(before / 2**20, 1), rss_after_mb=round(after / 2**20, 1))
-        log.info("serving %s c=%d: %.0f rps, p50 %.1f ms, p99 %.1f ms, %d errors (%s)", name, c,
-                 r["throughput_rps"], r["p50_ms"], r["p99_ms"], r["errors"], r["client"])
+        log.info(
+            "serving %s c=%d: %.0f rps, p50 %.1f ms, p99 %.1f ms, %d errors (%s)",
+            name,
+            c,
+            r["throughput_rps"],
+            r["p50_ms"],
+            r["p99_ms"],
+            r["errors"],
+            r["client"],
+        )
         rows.append(r)
     return rows
 
@@ -88,15 +97,30 @@ def run(export_dir: Path, quick: bool) -> dict:
         with server(ours, f"http://127.0.0.1:{port}/readyz", tmp / "ours.log") as proc:
             rows += _drive("serving/", f"http://127.0.0.1:{port}/v1/nli", "nli", quick, proc.pid, wrk_path)
         port = free_port()
-        theirs = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(pyfunc), "-p", str(port),
-                  "--env-manager", "local"]
+        theirs = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(pyfunc),
+            "-p",
+            str(port),
+            "--env-manager",
+            "local",
+        ]
         with server(theirs, f"http://127.0.0.1:{port}/ping", tmp / "mlflow.log") as proc:
-            rows += _drive("mlflow models serve", f"http://127.0.0.1:{port}/invocations", "mlflow", quick,
-                           proc.pid, wrk_path)
+            rows += _drive(
+                "mlflow models serve", f"http://127.0.0.1:{port}/invocations", "mlflow", quick, proc.pid, wrk_path
+            )
         workers = re.search(r"--workers (\d+)", (tmp / "mlflow.log").read_text())
     by = {(r["server"], r["concurrency"]): r for r in rows}
     top = CONCURRENCY[-1]
     ours_top, theirs_top = by[("serving/", top)], by[("mlflow models serve", top)]
-    return {"rows": rows, "throughput_ratio_at_c32": round(ours_top["throughput_rps"] / theirs_top["throughput_rps"], 2),
-            "p99_over_p50_at_c32": round(ours_top["p99_ms"] / ours_top["p50_ms"], 2),
-            "mlflow_workers": int(workers.group(1)) if workers else None}
+    return {
+        "rows": rows,
+        "throughput_ratio_at_c32": round(ours_top["throughput_rps"] / theirs_top["throughput_rps"], 2),
+        "p99_over_p50_at_c32": round(ours_top["p99_ms"] / ours_top["p50_ms"], 2),
+        "mlflow_workers": int(workers.group(1)) if workers else None,
+    }

@@ -22,8 +22,11 @@ from stilts_mlflow.data import cache_dir
 log = logging.getLogger(__name__)
 
 
-BACKENDS = {"sequential": ["--max-parallel", "1"], "local_x2": ["--backend", "local", "--max-parallel", "2"],
-            "pool_x2": ["--max-parallel", "2"]}
+BACKENDS = {
+    "sequential": ["--max-parallel", "1"],
+    "local_x2": ["--backend", "local", "--max-parallel", "2"],
+    "pool_x2": ["--max-parallel", "2"],
+}
 
 
 def _study(store: Path, pipelines: int, launch: list[str] = BACKENDS["pool_x2"]) -> tuple[float, int, int]:
@@ -38,8 +41,23 @@ def _study(store: Path, pipelines: int, launch: list[str] = BACKENDS["pool_x2"])
             (cache / shared).symlink_to(cache_dir().resolve() / shared)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}", "STILTS_CACHE": str(cache)}
     seeds = ",".join(str(s) for s in range(pipelines))
-    cmd = [sys.executable, "-m", "stilts_mlflow", "scaling", "--preset", "smoke", "--sizes", "0", "--seeds", seeds,
-           "--no-export", "--no-progress", "--out", str(store / "report"), *launch]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stilts_mlflow",
+        "scaling",
+        "--preset",
+        "smoke",
+        "--sizes",
+        "0",
+        "--seeds",
+        seeds,
+        "--no-export",
+        "--no-progress",
+        "--out",
+        str(store / "report"),
+        *launch,
+    ]
     start = time.perf_counter()
     out = subprocess.run(cmd, env=env, cwd=store, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -69,12 +87,31 @@ def run(quick: bool) -> dict:
             backends[name] = round(_study(store, sizes[-1], launch)[0], 2)
             log.info("study cost: %d pipelines, %s: %.1f s", sizes[-1], name, backends[name])
     fit = stats.linregress([r["pipelines"] for r in rows], [r["seconds"] for r in rows])
-    log.info("study cost: %.1f s + %.1f s per pipeline (r^2 %.3f); rerun %.1f s with %d/%d reused", fit.intercept,
-             fit.slope, fit.rvalue**2, rerun_s, reused, pipelines)
-    return {"preset": "smoke", "rows": rows, "fixed_seconds": round(fit.intercept, 2),
-            "seconds_per_pipeline": round(fit.slope, 2), "r_squared": round(fit.rvalue**2, 4),
-            "rerun": {"pipelines": pipelines, "reused": reused, "seconds": round(rerun_s, 2),
-                      "share_of_first_run": round(rerun_s / rows[-1]["seconds"], 3)},
-            "backends": {"pipelines": sizes[-1], "seconds": backends,
-                         "pool_speedup_vs_local": round(backends["local_x2"] / backends["pool_x2"], 3),
-                         "pool_speedup_vs_sequential": round(backends["sequential"] / backends["pool_x2"], 3)}}
+    log.info(
+        "study cost: %.1f s + %.1f s per pipeline (r^2 %.3f); rerun %.1f s with %d/%d reused",
+        fit.intercept,
+        fit.slope,
+        fit.rvalue**2,
+        rerun_s,
+        reused,
+        pipelines,
+    )
+    return {
+        "preset": "smoke",
+        "rows": rows,
+        "fixed_seconds": round(fit.intercept, 2),
+        "seconds_per_pipeline": round(fit.slope, 2),
+        "r_squared": round(fit.rvalue**2, 4),
+        "rerun": {
+            "pipelines": pipelines,
+            "reused": reused,
+            "seconds": round(rerun_s, 2),
+            "share_of_first_run": round(rerun_s / rows[-1]["seconds"], 3),
+        },
+        "backends": {
+            "pipelines": sizes[-1],
+            "seconds": backends,
+            "pool_speedup_vs_local": round(backends["local_x2"] / backends["pool_x2"], 3),
+            "pool_speedup_vs_sequential": round(backends["sequential"] / backends["pool_x2"], 3),
+        },
+    }

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 # XLM-R base's encoder (Conneau et al. 2020); the embedding table uses the local tokenizer's vocabulary,
 # which changes no matmul work in the encoder.
-XLMR_BASE = ModelConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_length=128,
-                        dropout=0.1)
+XLMR_BASE = ModelConfig(
+    hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_length=128, dropout=0.1
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,14 @@ def training_flops(model: ModelConfig, vocab: int, tokens: float, seq: float, pr
     return per_token * tokens + 6 * (d * d + d * vocab) * predicted
 
 
-def seconds_to_last_step(cfg: PhaseConfig, model: MultiTaskModel, train: dict[str, Encoded],
-                         dev: dict[str, dict[str, Encoded]], tokenizer, work: Path) -> float:
+def seconds_to_last_step(
+    cfg: PhaseConfig,
+    model: MultiTaskModel,
+    train: dict[str, Encoded],
+    dev: dict[str, dict[str, Encoded]],
+    tokenizer,
+    work: Path,
+) -> float:
     """Our loop's time from the call to the end of its last optimizer step (the final dev evaluation and
     checkpoint, which come after it, are left out)."""
     ended: list[float] = []
@@ -69,26 +76,53 @@ def seconds_to_last_step(cfg: PhaseConfig, model: MultiTaskModel, train: dict[st
 
 def _ours(case: TrainCase, model: MultiTaskModel, data: Encoded, dev: Encoded, tokenizer, work: Path) -> float:
     dev_key = "xnli" if case.kind == "classification" else "mlm"
-    cfg = PhaseConfig("target" if case.kind == "classification" else "pretrain",
-                      TrainConfig(learning_rate=case.learning_rate, batch_size=case.batch_size, steps=case.steps,
-                                  warmup_ratio=0.1, eval_every=case.steps, checkpoint_every=case.steps))
+    cfg = PhaseConfig(
+        "target" if case.kind == "classification" else "pretrain",
+        TrainConfig(
+            learning_rate=case.learning_rate,
+            batch_size=case.batch_size,
+            steps=case.steps,
+            warmup_ratio=0.1,
+            eval_every=case.steps,
+            checkpoint_every=case.steps,
+        ),
+    )
     return seconds_to_last_step(cfg, model, {dev_key: data}, {dev_key: {"en": dev}}, tokenizer, work)
 
 
 def _trainer(case: TrainCase, model: torch.nn.Module, data: Encoded, tokenizer, work: Path) -> float:
     from datasets import Dataset
-    from transformers import (DataCollatorForLanguageModeling, DataCollatorWithPadding, Trainer, TrainerCallback,
-                              TrainingArguments)
+    from transformers import (
+        DataCollatorForLanguageModeling,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     keep = ("input_ids", "labels") if case.kind == "classification" else ("input_ids",)
     dataset = Dataset.from_list([{k: f[k] for k in keep} for f in data.features])
-    collator = (DataCollatorWithPadding(tokenizer) if case.kind == "classification"
-                else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15))
-    args = TrainingArguments(output_dir=str(work), per_device_train_batch_size=case.batch_size,
-                             learning_rate=case.learning_rate, max_steps=case.steps,
-                             warmup_steps=int(0.1 * case.steps), weight_decay=0.01, lr_scheduler_type="linear",
-                             train_sampling_strategy="group_by_length", save_strategy="no", logging_strategy="no",
-                             report_to="none", disable_tqdm=True, use_cpu=True, seed=0)
+    collator = (
+        DataCollatorWithPadding(tokenizer)
+        if case.kind == "classification"
+        else DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    )
+    args = TrainingArguments(
+        output_dir=str(work),
+        per_device_train_batch_size=case.batch_size,
+        learning_rate=case.learning_rate,
+        max_steps=case.steps,
+        warmup_steps=int(0.1 * case.steps),
+        weight_decay=0.01,
+        lr_scheduler_type="linear",
+        train_sampling_strategy="group_by_length",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
     ended: list[float] = []
 
     class LastStep(TrainerCallback):
@@ -117,28 +151,46 @@ def run_case(case: TrainCase, data: Encoded, dev: Encoded, tokenizer, repeats: i
     for repeat in range(repeats):
         torch.manual_seed(0)
         ours_model = MultiTaskModel(encoder_config(case.model, vocab), [head])
-        hf_model = (ours_model.to_sequence_classification() if case.kind == "classification"
-                    else ours_model.to_masked_lm())
+        hf_model = (
+            ours_model.to_sequence_classification() if case.kind == "classification" else ours_model.to_masked_lm()
+        )
         if isinstance(hf_model, XLMRobertaForMaskedLM):
             hf_model.tie_weights()
         with tempfile.TemporaryDirectory() as tmp:
-            runs = {"ours": lambda: _ours(case, ours_model, data, dev, tokenizer, Path(tmp) / "ours"),
-                    "trainer": lambda: _trainer(case, hf_model, data, tokenizer, Path(tmp) / "trainer")}
-            for name in (("ours", "trainer") if repeat % 2 == 0 else ("trainer", "ours")):
+            runs = {
+                "ours": lambda: _ours(case, ours_model, data, dev, tokenizer, Path(tmp) / "ours"),
+                "trainer": lambda: _trainer(case, hf_model, data, tokenizer, Path(tmp) / "trainer"),
+            }
+            for name in ("ours", "trainer") if repeat % 2 == 0 else ("trainer", "ours"):
                 seconds[name].append(runs[name]())
-    out = {"case": case.name, "kind": case.kind, "steps": case.steps, "batch_size": case.batch_size,
-           "mean_tokens_per_example": round(float(lengths.mean()), 1), "repeats": repeats}
+    out = {
+        "case": case.name,
+        "kind": case.kind,
+        "steps": case.steps,
+        "batch_size": case.batch_size,
+        "mean_tokens_per_example": round(float(lengths.mean()), 1),
+        "repeats": repeats,
+    }
     for name, times in seconds.items():
         median = statistics.median(times)
-        out[name] = {"seconds": round(median, 3), "seconds_per_repeat": [round(t, 3) for t in times],
-                     "examples_per_s": round(case.steps * case.batch_size / median, 1),
-                     "tokens_per_s": round(case.steps * tokens / median, 0),
-                     "gflops_per_s": round(case.steps * flops / median / 1e9, 2)}
+        out[name] = {
+            "seconds": round(median, 3),
+            "seconds_per_repeat": [round(t, 3) for t in times],
+            "examples_per_s": round(case.steps * case.batch_size / median, 1),
+            "tokens_per_s": round(case.steps * tokens / median, 0),
+            "gflops_per_s": round(case.steps * flops / median / 1e9, 2),
+        }
     out["speedup_vs_trainer"] = round(out["trainer"]["seconds"] / out["ours"]["seconds"], 3)
     out["speedup_per_repeat"] = [round(t / o, 3) for o, t in zip(seconds["ours"], seconds["trainer"])]
-    log.info("training %s: ours %.1f ex/s, Trainer %.1f ex/s (x%.2f, repeats %s), %.1f GFLOP/s", case.name,
-             out["ours"]["examples_per_s"], out["trainer"]["examples_per_s"], out["speedup_vs_trainer"],
-             out["speedup_per_repeat"], out["ours"]["gflops_per_s"])
+    log.info(
+        "training %s: ours %.1f ex/s, Trainer %.1f ex/s (x%.2f, repeats %s), %.1f GFLOP/s",
+        case.name,
+        out["ours"]["examples_per_s"],
+        out["trainer"]["examples_per_s"],
+        out["speedup_vs_trainer"],
+        out["speedup_per_repeat"],
+        out["ours"]["gflops_per_s"],
+    )
     return out
 
 
@@ -155,8 +207,14 @@ def cases(quick: bool) -> list[TrainCase]:
     return [
         TrainCase("tiny, XNLI target fine-tune", tiny, "classification", 64, 60 if quick else 300),
         TrainCase("tiny, MLM pretraining", tiny, "mlm", 64, 40 if quick else 200, 2e-3),
-        TrainCase("xlmr-base-sized (random init), XNLI target", replace(XLMR_BASE, num_layers=2 if quick else 12),
-                  "classification", 8, 3 if quick else 6, 1e-5),
+        TrainCase(
+            "xlmr-base-sized (random init), XNLI target",
+            replace(XLMR_BASE, num_layers=2 if quick else 12),
+            "classification",
+            8,
+            3 if quick else 6,
+            1e-5,
+        ),
     ]
 
 
@@ -170,6 +228,7 @@ def run(ctx, quick: bool) -> list[dict]:
     for case in cases(quick):
         if case.model.num_layers != XLMR_BASE.num_layers and case.model.hidden_size == XLMR_BASE.hidden_size:
             case = replace(case, name=f"{case.name} [{case.model.num_layers} of 12 layers]")
-        results.append(run_case(case, *((data, dev) if case.kind == "classification" else (mlm, mlm_dev)),
-                                ctx.tokenizer, repeats))
+        results.append(
+            run_case(case, *((data, dev) if case.kind == "classification" else (mlm, mlm_dev)), ctx.tokenizer, repeats)
+        )
     return results

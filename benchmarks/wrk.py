@@ -43,18 +43,32 @@ def parse(output: str, concurrency: int) -> dict:
         raise RuntimeError(f"could not read wrk's report:\n{output}")
     requests, seconds = int(done.group(1)), _ms(done.group(2) + done.group(3)) / 1000
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
-    return {"requests": requests, "concurrency": concurrency, "errors": errors, "seconds": seconds,
-            "throughput_rps": requests / seconds, "p50_ms": pct["50"], "p99_ms": pct["99"],
-            "max_ms": _ms(latency.group(1)) if latency else None, "client": "wrk"}
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": errors,
+        "seconds": seconds,
+        "throughput_rps": requests / seconds,
+        "p50_ms": pct["50"],
+        "p99_ms": pct["99"],
+        "max_ms": _ms(latency.group(1)) if latency else None,
+        "client": "wrk",
+    }
 
 
 def run(url: str, body: dict, concurrency: int, seconds: float, wrk: str = "wrk") -> dict:
     """POST `body` as JSON at `concurrency` connections for `seconds` (one wrk thread)."""
-    script = ('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-              f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    script = (
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "post.lua"
         path.write_text(script)
-        out = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(path), url],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(path), url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     return parse(out, concurrency)

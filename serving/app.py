@@ -23,7 +23,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from serving import docs
 from serving.batching import MicroBatcher, ScoringError
 from serving.engine import NLIEngine, softmax
-from serving.schemas import ERROR_RESPONSES, Limits, NLIRequest, NLIResponse, Prediction, RankedLabel, ZeroShotRequest, ZeroShotResponse
+from serving.schemas import (
+    ERROR_RESPONSES,
+    Limits,
+    NLIRequest,
+    NLIResponse,
+    Prediction,
+    RankedLabel,
+    ZeroShotRequest,
+    ZeroShotResponse,
+)
 
 log = logging.getLogger("serving")
 
@@ -54,15 +63,17 @@ class BodyLimit:
         headers = dict(scope["headers"])
         encoding = headers.get(b"content-encoding", b"identity").strip().lower()
         if encoding not in (b"", b"identity"):
-            return await _error(415, f"{encoding.decode('latin-1')!r} is not accepted; send the JSON uncompressed",
-                                "content-encoding")(scope, receive, send)
+            return await _error(
+                415, f"{encoding.decode('latin-1')!r} is not accepted; send the JSON uncompressed", "content-encoding"
+            )(scope, receive, send)
         length = headers.get(b"content-length")
         if length is not None:
             if not length.strip().isdigit():
                 return await _error(400, "must be a non-negative integer", "content-length")(scope, receive, send)
             if int(length) > self.limit:
-                return await _error(413, f"request body of {int(length)} bytes is over the limit of {self.limit}",
-                                    "body")(scope, receive, send)
+                return await _error(
+                    413, f"request body of {int(length)} bytes is over the limit of {self.limit}", "body"
+                )(scope, receive, send)
         chunks, seen = [], 0
         while True:
             try:
@@ -75,7 +86,8 @@ class BodyLimit:
             seen += len(chunks[-1])
             if seen > self.limit:
                 return await _error(413, f"request body is over the limit of {self.limit} bytes", "body")(
-                    scope, receive, send)
+                    scope, receive, send
+                )
             if not message.get("more_body"):
                 break
         replayed = False
@@ -123,8 +135,11 @@ def _text(field: str, value: str, limits: Limits) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise UserError(field, f"holds an unpaired UTF-16 surrogate (U+{ord(value[exc.start]):04X}) at character "
-                               f"{exc.start}; send valid Unicode") from None
+        raise UserError(
+            field,
+            f"holds an unpaired UTF-16 surrogate (U+{ord(value[exc.start]):04X}) at character "
+            f"{exc.start}; send valid Unicode",
+        ) from None
     value = unicodedata.normalize("NFC", value)
     if not value.strip():
         raise UserError(field, "must be a non-empty string")
@@ -133,16 +148,27 @@ def _text(field: str, value: str, limits: Limits) -> str:
     return value
 
 
-def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_batch: int = 32,
-               max_wait_ms: float = 0.0, body_timeout: float | None = None) -> FastAPI:
+def create_app(
+    engine: NLIEngine,
+    info: dict,
+    limits: Limits = Limits(),
+    max_batch: int = 32,
+    max_wait_ms: float = 0.0,
+    body_timeout: float | None = None,
+) -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("stilts_requests", "HTTP requests", ["endpoint", "status"], registry=registry)
-    latency = Histogram("stilts_request_seconds", "Request latency", ["endpoint"], registry=registry,
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-    batch_sizes = Histogram("stilts_batch_pairs", "Pairs per onnxruntime call", registry=registry,
-                            buckets=(1, 2, 4, 8, 16, 32, 64, 128))
-    batcher = MicroBatcher(engine.logits, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                           on_batch=batch_sizes.observe)
+    latency = Histogram(
+        "stilts_request_seconds",
+        "Request latency",
+        ["endpoint"],
+        registry=registry,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    )
+    batch_sizes = Histogram(
+        "stilts_batch_pairs", "Pairs per onnxruntime call", registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+    )
+    batcher = MicroBatcher(engine.logits, max_batch=max_batch, max_wait_ms=max_wait_ms, on_batch=batch_sizes.observe)
     state = {"ready": False}
 
     @asynccontextmanager
@@ -160,9 +186,15 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
         await batcher.stop()
 
     # redirect_slashes=False: a trailing slash is a 404, not a 307 whose Location echoes the client's Host.
-    app = FastAPI(title="stilts-xnli", version=str(info.get("version") or "local"), lifespan=lifespan,
-                  redirect_slashes=False, docs_url=None, redoc_url=None,  # /docs below: no CDN
-                  description="Zero-shot cross-lingual NLI (XNLI's 15 languages) on the exported ONNX model.")
+    app = FastAPI(
+        title="stilts-xnli",
+        version=str(info.get("version") or "local"),
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,  # /docs below: no CDN
+        description="Zero-shot cross-lingual NLI (XNLI's 15 languages) on the exported ONNX model.",
+    )
     routes: set[str] = set()  # filled once every route is defined
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes, timeout=body_timeout)
     app.add_middleware(Observe, requests=requests, latency=latency, routes=routes)  # outermost: sees the 413s too
@@ -202,8 +234,12 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
 
     def predictions(logits: np.ndarray) -> list[Prediction]:
         probs = softmax(logits)
-        return [Prediction(label=engine.labels[int(p.argmax())],
-                           probabilities={lab: float(x) for lab, x in zip(engine.labels, p)}) for p in probs]
+        return [
+            Prediction(
+                label=engine.labels[int(p.argmax())], probabilities={lab: float(x) for lab, x in zip(engine.labels, p)}
+            )
+            for p in probs
+        ]
 
     @app.post("/v1/nli", response_model=NLIResponse, responses=ERROR_RESPONSES)
     async def nli(body: NLIRequest) -> NLIResponse:
@@ -221,7 +257,10 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
             for name in ("premise", "hypothesis"):
                 if getattr(body, name) is None:
                     raise UserError(name, "field required (or give pairs)")
-            premises, hypotheses = [_text("premise", body.premise, limits)], [_text("hypothesis", body.hypothesis, limits)]
+            premises, hypotheses = (
+                [_text("premise", body.premise, limits)],
+                [_text("hypothesis", body.hypothesis, limits)],
+            )
         return NLIResponse(results=predictions(await batcher.submit(premises, hypotheses)))
 
     @app.post("/v1/zero-shot", response_model=ZeroShotResponse, responses=ERROR_RESPONSES)
@@ -231,8 +270,9 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
         if not body.candidate_labels:
             raise UserError("candidate_labels", "must hold at least one label")
         if len(body.candidate_labels) > limits.max_labels:
-            raise UserError("candidate_labels", f"{len(body.candidate_labels)} labels; the limit is {limits.max_labels}",
-                            413)
+            raise UserError(
+                "candidate_labels", f"{len(body.candidate_labels)} labels; the limit is {limits.max_labels}", 413
+            )
         if "{}" not in body.hypothesis_template:
             raise UserError("hypothesis_template", "must contain '{}' where the label goes")
         labels = [_text(f"candidate_labels.{i}", x, limits) for i, x in enumerate(body.candidate_labels)]
@@ -259,8 +299,11 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
     async def readyz():
         return {"ready": True} if state["ready"] else JSONResponse({"ready": False}, status_code=503)
 
-    @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -275,7 +318,15 @@ def create_app(engine: NLIEngine, info: dict, limits: Limits = Limits(), max_bat
 def model_info(engine: NLIEngine, tags: dict[str, str] | None = None, **extra) -> dict:
     tags = tags or {}
     dev = {k.removeprefix("dev_"): float(v) for k, v in tags.items() if k.startswith("dev_")}
-    return {**extra, "variant": engine.variant, "labels": list(engine.labels),
-            "languages": engine.meta.get("languages", []), "max_length": engine.max_length,
-            "subset": tags.get("subset"), "k": tags.get("k"), "preset": tags.get("preset"), "dev_accuracy": dev,
-            "export": {k: v for k, v in tags.items() if k.startswith(("parity", "dev.", "int8"))}}
+    return {
+        **extra,
+        "variant": engine.variant,
+        "labels": list(engine.labels),
+        "languages": engine.meta.get("languages", []),
+        "max_length": engine.max_length,
+        "subset": tags.get("subset"),
+        "k": tags.get("k"),
+        "preset": tags.get("preset"),
+        "dev_accuracy": dev,
+        "export": {k: v for k, v in tags.items() if k.startswith(("parity", "dev.", "int8"))},
+    }

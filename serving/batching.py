@@ -30,8 +30,13 @@ class _Item:
 
 
 class MicroBatcher:
-    def __init__(self, score: Callable[[list[str], list[str]], np.ndarray], max_batch: int = 32,
-                 max_wait_ms: float = 0.0, on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        score: Callable[[list[str], list[str]], np.ndarray],
+        max_batch: int = 32,
+        max_wait_ms: float = 0.0,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self.score = score
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
@@ -84,7 +89,7 @@ class MicroBatcher:
             for it in items:
                 n = len(it.premises)
                 if not it.future.done():
-                    it.future.set_result(logits[start:start + n])
+                    it.future.set_result(logits[start : start + n])
                 start += n
 
     async def _isolate(self, items: list[_Item], exc: Exception) -> None:

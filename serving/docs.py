@@ -14,14 +14,16 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'"
 def render(openapi: dict) -> str:
     esc = html.escape
     info = openapi.get("info", {})
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(info.get('title', 'API'))} docs</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;"
-             "padding:.5em;overflow:auto}</style></head><body>",
-             f"<h1>{esc(info.get('title', 'API'))} {esc(str(info.get('version', '')))}</h1>",
-             f"<p>{esc(info.get('description', ''))}</p>",
-             "<p>Every client mistake is a 4xx JSON body <code>{\"error\": \"&lt;field&gt;: what is wrong\", "
-             "\"field\": \"&lt;field&gt;\"}</code>. The machine-readable schema is <a href='/openapi.json'>"
-             "/openapi.json</a>.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(info.get('title', 'API'))} docs</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;"
+        "padding:.5em;overflow:auto}</style></head><body>",
+        f"<h1>{esc(info.get('title', 'API'))} {esc(str(info.get('version', '')))}</h1>",
+        f"<p>{esc(info.get('description', ''))}</p>",
+        '<p>Every client mistake is a 4xx JSON body <code>{"error": "&lt;field&gt;: what is wrong", '
+        '"field": "&lt;field&gt;"}</code>. The machine-readable schema is <a href=\'/openapi.json\'>'
+        "/openapi.json</a>.</p>",
+    ]
     for path, methods in openapi.get("paths", {}).items():
         for method, op in methods.items():
             parts.append(f"<h2><code>{esc(method.upper())} {esc(path)}</code></h2>")

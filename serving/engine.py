@@ -62,14 +62,17 @@ def read_manifest(model_dir: Path, pin: str | None = None) -> dict[str, str]:
         raise IntegrityError(f"{path} is missing: refusing to load an export without checksums")
     data = _inside(model_dir, CHECKSUM_FILE).read_bytes()
     if pin is not None and hashlib.sha256(data).hexdigest() != pin:
-        raise IntegrityError(f"{path}: sha256 {hashlib.sha256(data).hexdigest()[:16]}… does not match the registry "
-                             f"tag {MANIFEST_TAG}={pin[:16]}…; the manifest was rewritten after registration")
+        raise IntegrityError(
+            f"{path}: sha256 {hashlib.sha256(data).hexdigest()[:16]}… does not match the registry "
+            f"tag {MANIFEST_TAG}={pin[:16]}…; the manifest was rewritten after registration"
+        )
     try:
         recorded = json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise IntegrityError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(recorded, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in recorded.items()):
+        isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in recorded.items()
+    ):
         raise IntegrityError(f"{path}: expected an object of file -> sha256 hex digest")
     return recorded
 
@@ -77,13 +80,16 @@ def read_manifest(model_dir: Path, pin: str | None = None) -> dict[str, str]:
 def read_verified(model_dir: Path, recorded: dict[str, str], name: str) -> bytes:
     """The bytes of `name`, read once and checked against the manifest entry; IntegrityError otherwise."""
     if name not in recorded:
-        raise IntegrityError(f"{name} has no checksum in {Path(model_dir) / CHECKSUM_FILE}; "
-                             "re-export the model with `stilts export`")
+        raise IntegrityError(
+            f"{name} has no checksum in {Path(model_dir) / CHECKSUM_FILE}; re-export the model with `stilts export`"
+        )
     data = _inside(model_dir, name).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != recorded[name]:
-        raise IntegrityError(f"{Path(model_dir) / name}: sha256 {actual[:16]}… does not match the exported "
-                             f"{recorded[name][:16]}…; the file was modified or corrupted after export")
+        raise IntegrityError(
+            f"{Path(model_dir) / name}: sha256 {actual[:16]}… does not match the exported "
+            f"{recorded[name][:16]}…; the file was modified or corrupted after export"
+        )
     return data
 
 
@@ -103,21 +109,28 @@ def verify_registry_tags(model_dir: Path, tags: dict[str, str]) -> None:
     for name, digest in recorded.items():
         tag = tags.get(f"sha256.{Path(name).name}")
         if name.endswith(".onnx") and tag != digest:
-            raise IntegrityError(f"{Path(model_dir) / name}: sha256 {digest[:16]}… does not match the registry tag "
-                                 f"sha256.{Path(name).name}={str(tag)[:16]}…")
+            raise IntegrityError(
+                f"{Path(model_dir) / name}: sha256 {digest[:16]}… does not match the registry tag "
+                f"sha256.{Path(name).name}={str(tag)[:16]}…"
+            )
 
 
 def check_meta(meta: object, path: Path) -> dict:
     """stilts_onnx.json must hold every field the server uses, of the right type: a clear error, not a
     KeyError at start-up or a wrong answer later."""
+
     def bad(field: str, want: str):
         return IntegrityError(f"{path}: field {field!r} must be {want}")
 
     if not isinstance(meta, dict):
         raise IntegrityError(f"{path}: expected a JSON object")
     labels = meta.get("labels")
-    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels) \
-            or len(set(labels)) != len(labels):
+    if (
+        not isinstance(labels, list)
+        or len(labels) < 2
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
         raise bad("labels", "a list of at least two distinct non-empty strings")
     if not {"entailment", "contradiction"} <= set(labels):
         raise bad("labels", "a list holding 'entailment' and 'contradiction'")
@@ -128,8 +141,11 @@ def check_meta(meta: object, path: Path) -> dict:
     if not isinstance(meta.get("pad_token"), str) or not meta["pad_token"]:
         raise bad("pad_token", "a non-empty string")
     variants = meta.get("variants")
-    if not isinstance(variants, dict) or not variants or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in variants.items()):
+    if (
+        not isinstance(variants, dict)
+        or not variants
+        or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in variants.items())
+    ):
         raise bad("variants", "a non-empty object of variant -> file")
     if not isinstance(meta.get("languages", []), list):
         raise bad("languages", "a list")
@@ -154,8 +170,14 @@ class NLIEngine:
     variant: str
 
     @classmethod
-    def load(cls, model_dir: str | Path, variant: str = "fp32", threads: int | None = None,
-             spinning: bool = False, pin: str | None = None) -> "NLIEngine":
+    def load(
+        cls,
+        model_dir: str | Path,
+        variant: str = "fp32",
+        threads: int | None = None,
+        spinning: bool = False,
+        pin: str | None = None,
+    ) -> "NLIEngine":
         """`spinning`: let onnxruntime's idle threads spin for the next call. Off by default: a server's
         event loop shares the cores, and spinning threads starve it (benchmarks/serving.py). `pin`: the
         registry's sha256 of checksums.json (None for a bare directory, which carries no pin)."""
@@ -187,17 +209,23 @@ class NLIEngine:
 
     def encode(self, premises: list[str], hypotheses: list[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch(list(zip(premises, hypotheses)))
-        return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
 
     def logits(self, premises: list[str], hypotheses: list[str], batch_size: int = 64) -> np.ndarray:
         if len(premises) != len(hypotheses):
             raise ValueError(f"{len(premises)} premises but {len(hypotheses)} hypotheses")
-        out = [self.session.run(["logits"], self.encode(premises[i:i + batch_size], hypotheses[i:i + batch_size]))[0]
-               for i in range(0, len(premises), batch_size)]
+        out = [
+            self.session.run(["logits"], self.encode(premises[i : i + batch_size], hypotheses[i : i + batch_size]))[0]
+            for i in range(0, len(premises), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def predict(self, premises: list[str], hypotheses: list[str], batch_size: int = 64) -> list[dict]:
         probs = softmax(self.logits(premises, hypotheses, batch_size))
-        return [{"label": self.labels[int(p.argmax())],
-                 "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}} for p in probs]
+        return [
+            {"label": self.labels[int(p.argmax())], "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}}
+            for p in probs
+        ]

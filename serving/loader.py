@@ -70,18 +70,30 @@ def load(model_uri: str, variant: str = "fp32", cache: str | None = None) -> tup
     try:
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException as exc:
-        raise ModelNotFound(f"{model_uri}: no such registered model version or alias at "
-                            f"{mlflow.get_tracking_uri()} ({exc.error_code})") from None
+        raise ModelNotFound(
+            f"{model_uri}: no such registered model version or alias at {mlflow.get_tracking_uri()} ({exc.error_code})"
+        ) from None
     pin = mv.tags.get(MANIFEST_TAG)
     if not pin:
-        raise IntegrityError(f"{name} version {mv.version} has no {MANIFEST_TAG} tag pinning its manifest "
-                             "(registered before manifests were pinned): re-export it with `stilts export`")
+        raise IntegrityError(
+            f"{name} version {mv.version} has no {MANIFEST_TAG} tag pinning its manifest "
+            "(registered before manifests were pinned): re-export it with `stilts export`"
+        )
     with tempfile.TemporaryDirectory(prefix="stilts-serve-", dir=cache) as tmp:
         try:
             root = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}", dst_path=tmp))
         except (MlflowException, OSError) as exc:
-            raise ModelNotFound(f"{model_uri}: cannot download version {mv.version}'s files "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+            raise ModelNotFound(
+                f"{model_uri}: cannot download version {mv.version}'s files "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+            ) from None
         engine = NLIEngine.load(_export_dir(root), variant, pin=pin)  # reads every file into memory
-    return engine, model_info(engine, mv.tags, name=name, version=str(mv.version), alias=alias, source=model_uri,
-                              integrity=f"manifest pinned by the registry tag {MANIFEST_TAG}")
+    return engine, model_info(
+        engine,
+        mv.tags,
+        name=name,
+        version=str(mv.version),
+        alias=alias,
+        source=model_uri,
+        integrity=f"manifest pinned by the registry tag {MANIFEST_TAG}",
+    )

@@ -36,8 +36,9 @@ class OnnxNLIModel(PythonModel):
                 raise ValueError(f"column {col!r}: row {bad[0]} is not a non-empty string")
         engine = self._engine((params or {}).get("variant", "fp32"))
         rows = engine.predict(list(model_input["premise"]), list(model_input["hypothesis"]))
-        return pd.DataFrame([{"label": r["label"], **{f"p_{k}": v for k, v in r["probabilities"].items()}}
-                             for r in rows])
+        return pd.DataFrame(
+            [{"label": r["label"], **{f"p_{k}": v for k, v in r["probabilities"].items()}} for r in rows]
+        )
 
 
 mlflow.models.set_model(OnnxNLIModel())

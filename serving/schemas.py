@@ -68,7 +68,16 @@ class ErrorBody(BaseModel):
     field: str | None = Field(description="The request field (dotted path), or body, path, method, a header.")
 
 
-ERROR_RESPONSES = {status: {"model": ErrorBody, "description": what} for status, what in (
-    (400, "Invalid JSON"), (404, "No such endpoint"), (405, "Method not allowed"), (408, "Body stalled"),
-    (413, "Too many pairs or labels, or body over the limit"), (415, "Compressed body"),
-    (422, "Missing, wrongly typed, empty or too long field"), (500, "Scoring failed"))}
+ERROR_RESPONSES = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in (
+        (400, "Invalid JSON"),
+        (404, "No such endpoint"),
+        (405, "Method not allowed"),
+        (408, "Body stalled"),
+        (413, "Too many pairs or labels, or body over the limit"),
+        (415, "Compressed body"),
+        (422, "Missing, wrongly typed, empty or too long field"),
+        (500, "Scoring failed"),
+    )
+}

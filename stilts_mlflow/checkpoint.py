@@ -29,8 +29,9 @@ def _python_rng() -> list:
     return [version, list(internal), gauss]
 
 
-def save(path: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator,
-         state: dict[str, Any]) -> Path:
+def save(
+    path: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator, state: dict[str, Any]
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -38,8 +39,10 @@ def save(path: Path, model: torch.nn.Module, optimizer, scheduler, generator: to
         save_model(model, str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state(), "generator": generator.get_state(),
-                    "python": _python_rng()}, tmp / "rng.pt")
+        torch.save(
+            {"torch": torch.get_rng_state(), "generator": generator.get_state(), "python": _python_rng()},
+            tmp / "rng.pt",
+        )
         (tmp / STATE).write_text(json.dumps(state, indent=1, sort_keys=True))
         for f in tmp.iterdir():  # data on disk before the rename makes it visible
             with open(f, "rb") as fh:

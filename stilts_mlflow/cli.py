@@ -20,8 +20,11 @@ log = logging.getLogger("stilts")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
 
 
 def data_config(preset: str, source: str | None, data_dir: str | None, hub_mirror: str | None) -> DataConfig:
@@ -57,14 +60,31 @@ def main(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
-_preset = click.option("--preset", type=click.Choice(list(PRESETS)), default="tiny", show_default=True,
-                       help="Preset: sizes, model and recipe (smoke for tests, tiny offline default).")
-_source = click.option("--source", type=click.Choice(["synthetic", "hub", "local"]), default=None,
-                       help="Data source; default: the preset's (synthetic for smoke/tiny, hub for xlmr-*).")
-_data_dir = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                         help="Local data directory (source=local), also where hub presets find CCG files.")
-_mirror = click.option("--hub-mirror", type=click.Path(file_okay=False), default=None,
-                       help="Directory of save_to_disk copies of hub datasets, for machines without hub access.")
+_preset = click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default="tiny",
+    show_default=True,
+    help="Preset: sizes, model and recipe (smoke for tests, tiny offline default).",
+)
+_source = click.option(
+    "--source",
+    type=click.Choice(["synthetic", "hub", "local"]),
+    default=None,
+    help="Data source; default: the preset's (synthetic for smoke/tiny, hub for xlmr-*).",
+)
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Local data directory (source=local), also where hub presets find CCG files.",
+)
+_mirror = click.option(
+    "--hub-mirror",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory of save_to_disk copies of hub datasets, for machines without hub access.",
+)
 
 
 @main.group()
@@ -91,7 +111,9 @@ def data_describe(preset: str, source: str | None, data_dir: str | None, hub_mir
     for task, entry in info["tasks"].items():
         for split, s in entry["splits"].items():
             sizes = s["size"]
-            langs = "en" if list(sizes) == ["en"] else f"{len(sizes)} ({min(sizes.values())}-{max(sizes.values())} each)"
+            langs = (
+                "en" if list(sizes) == ["en"] else f"{len(sizes)} ({min(sizes.values())}-{max(sizes.values())} each)"
+            )
             labels = ", ".join(f"{k}:{v}" for k, v in s["labels"].items())
             click.echo(f"{task:<14}{entry['kind']:<17}{split:<7}{sum(sizes.values()):>7}  {langs:<10} {labels}")
 
@@ -127,36 +149,96 @@ def data_tokenizer(preset: str, out: str):
 # --- training phases --------------------------------------------------------------------------------
 def _phase_options(f):
     opts = [
-        _preset, _source, _data_dir, _mirror,
-        click.option("--tasks", default="", show_default=True,
-                     help="Comma-separated English intermediate tasks (anli, mnli, qqp, squad, squad_v2, hellaswag, "
-                          "ccg, cosmosqa, commonsenseqa); empty or 'none' for no intermediate phase."),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Seed of the intermediate and target phases."),
-        click.option("--pretrain-seed", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Seed of MLM pretraining (shared by all pipelines of a study)."),
-        click.option("--pretrain", "pretrain_mode", type=click.Choice(list(PRETRAIN_CHOICES)), default="auto",
-                     show_default=True, help="auto: the preset's published encoder (tiny: the shipped "
-                     "stilts-mini-xlmr), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain here with "
-                     "the preset's recipe (reproduces the published encoder); skip: a randomly initialised encoder "
-                     "(the ablation)."),
-        click.option("--sampler", type=click.Choice(list(SAMPLERS)),
-                     default="proportional", show_default=True, help="Multi-task sampling of intermediate tasks."),
-        click.option("--temperature", type=float, default=2.0, show_default=True,
-                     help="Temperature T of the temperature sampler (p ~ n^(1/T))."),
-        click.option("--cap", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Examples per task counted by the capped sampler."),
-        click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
-                     help="fixed: the same intermediate steps for any number of tasks; per-task: steps x tasks."),
-        click.option("--select", type=click.Choice(["en", "avg"]), default="en", show_default=True,
-                     help="Target checkpoint selection: English dev (zero-shot) or dev average over 15 languages."),
-        click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True,
-                     help="accelerate mixed precision (GPU)."),
-        click.option("--pretrained", default=None, help="xlmr presets: a local XLM-R directory (save_pretrained, "
-                     "with its tokenizer) instead of the hub name."),
-        click.option("--no-progress", is_flag=True, envvar="STILTS_NO_PROGRESS",
-                     help="No progress bars, the libraries' included (also STILTS_NO_PROGRESS=1, which a study's "
-                     "local-backend children get)."),
+        _preset,
+        _source,
+        _data_dir,
+        _mirror,
+        click.option(
+            "--tasks",
+            default="",
+            show_default=True,
+            help="Comma-separated English intermediate tasks (anli, mnli, qqp, squad, squad_v2, hellaswag, "
+            "ccg, cosmosqa, commonsenseqa); empty or 'none' for no intermediate phase.",
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Seed of the intermediate and target phases.",
+        ),
+        click.option(
+            "--pretrain-seed",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Seed of MLM pretraining (shared by all pipelines of a study).",
+        ),
+        click.option(
+            "--pretrain",
+            "pretrain_mode",
+            type=click.Choice(list(PRETRAIN_CHOICES)),
+            default="auto",
+            show_default=True,
+            help="auto: the preset's published encoder (tiny: the shipped "
+            "stilts-mini-xlmr), XLM-R (xlmr presets) or pretraining here (smoke); train: pretrain here with "
+            "the preset's recipe (reproduces the published encoder); skip: a randomly initialised encoder "
+            "(the ablation).",
+        ),
+        click.option(
+            "--sampler",
+            type=click.Choice(list(SAMPLERS)),
+            default="proportional",
+            show_default=True,
+            help="Multi-task sampling of intermediate tasks.",
+        ),
+        click.option(
+            "--temperature",
+            type=float,
+            default=2.0,
+            show_default=True,
+            help="Temperature T of the temperature sampler (p ~ n^(1/T)).",
+        ),
+        click.option(
+            "--cap",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Examples per task counted by the capped sampler.",
+        ),
+        click.option(
+            "--budget",
+            type=click.Choice(["fixed", "per-task"]),
+            default="fixed",
+            show_default=True,
+            help="fixed: the same intermediate steps for any number of tasks; per-task: steps x tasks.",
+        ),
+        click.option(
+            "--select",
+            type=click.Choice(["en", "avg"]),
+            default="en",
+            show_default=True,
+            help="Target checkpoint selection: English dev (zero-shot) or dev average over 15 languages.",
+        ),
+        click.option(
+            "--mixed-precision",
+            type=click.Choice(["no", "fp16", "bf16"]),
+            default="no",
+            show_default=True,
+            help="accelerate mixed precision (GPU).",
+        ),
+        click.option(
+            "--pretrained",
+            default=None,
+            help="xlmr presets: a local XLM-R directory (save_pretrained, with its tokenizer) instead of the hub name.",
+        ),
+        click.option(
+            "--no-progress",
+            is_flag=True,
+            envvar="STILTS_NO_PROGRESS",
+            help="No progress bars, the libraries' included (also STILTS_NO_PROGRESS=1, which a study's "
+            "local-backend children get).",
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -185,11 +267,24 @@ def _options(kw: dict):
             raise ValueError("--mixed-precision fp16 needs a CUDA GPU; none is available (use no or bf16)")
     if kw["no_progress"]:
         quiet_libraries()
-    return Options(preset=kw["preset"], tasks=parse_tasks(kw["tasks"]), seed=kw["seed"],
-                   pretrain_seed=kw["pretrain_seed"], sampler=kw["sampler"], temperature=kw["temperature"],
-                   cap=kw["cap"], budget=kw["budget"], select=kw["select"], pretrain=kw["pretrain_mode"],
-                   mixed_precision=kw["mixed_precision"], progress=not kw["no_progress"], source=kw["source"],
-                   data_dir=kw["data_dir"], hub_mirror=kw["hub_mirror"], pretrained=kw["pretrained"])
+    return Options(
+        preset=kw["preset"],
+        tasks=parse_tasks(kw["tasks"]),
+        seed=kw["seed"],
+        pretrain_seed=kw["pretrain_seed"],
+        sampler=kw["sampler"],
+        temperature=kw["temperature"],
+        cap=kw["cap"],
+        budget=kw["budget"],
+        select=kw["select"],
+        pretrain=kw["pretrain_mode"],
+        mixed_precision=kw["mixed_precision"],
+        progress=not kw["no_progress"],
+        source=kw["source"],
+        data_dir=kw["data_dir"],
+        hub_mirror=kw["hub_mirror"],
+        pretrained=kw["pretrained"],
+    )
 
 
 def _command_run(name: str, opts):
@@ -201,18 +296,29 @@ def _command_run(name: str, opts):
 
     tracking.setup()
     run = mlflow.start_run(run_name=name)
-    mlflow.set_tags({"stilts.phase": name, "stilts.preset": opts.preset, "stilts.seed": str(opts.seed),
-                     "stilts.subset": subset_name(opts.tasks), "stilts.k": str(len(opts.tasks)),
-                     **tracking.thread_tag()})
+    mlflow.set_tags(
+        {
+            "stilts.phase": name,
+            "stilts.preset": opts.preset,
+            "stilts.seed": str(opts.seed),
+            "stilts.subset": subset_name(opts.tasks),
+            "stilts.k": str(len(opts.tasks)),
+            **tracking.thread_tag(),
+        }
+    )
     return run
 
 
 @main.command()
 @_phase_options
-@click.option("--publish", type=click.Path(file_okay=False), default=None,
-              help="Also write the encoder as a published directory here (weights, config, tokenizer and a manifest "
-                   "with the world fingerprint, recipe, steps, wall time and sha256 of every file); "
-                   "stilts_mlflow/encoders/stilts-mini-xlmr is the one the tiny preset ships.")
+@click.option(
+    "--publish",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the encoder as a published directory here (weights, config, tokenizer and a manifest "
+    "with the world fingerprint, recipe, steps, wall time and sha256 of every file); "
+    "stilts_mlflow/encoders/stilts-mini-xlmr is the one the tiny preset ships.",
+)
 def pretrain(publish: str | None, **kw):
     """Phase 1: MLM pretraining of the tiny XLM-R on the synthetic corpus (offline presets only): makes the
     published encoder stilts-mini-xlmr (tiny) from scratch."""
@@ -262,9 +368,13 @@ def target(**kw):
 
 @main.command()
 @_phase_options
-@click.option("--model-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="An XLMRobertaForSequenceClassification directory to evaluate; default: the pipeline's target "
-                   "model for these options (trained or reused).")
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="An XLMRobertaForSequenceClassification directory to evaluate; default: the pipeline's target "
+    "model for these options (trained or reused).",
+)
 def evaluate(model_dir: str | None, **kw):
     """Zero-shot XNLI test accuracy in 15 languages, confusion matrices, table and figure."""
     from stilts_mlflow.phases import Context, run_evaluate, run_pipeline
@@ -274,7 +384,9 @@ def evaluate(model_dir: str | None, **kw):
     with _command_run("evaluate", opts):
         if model_dir:
             weights = Path(model_dir) / "model.safetensors"
-            digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else str(Path(model_dir).resolve())
+            digest = (
+                hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else str(Path(model_dir).resolve())
+            )
             ctx = Context(opts.resolve(), opts.progress)
             out = run_evaluate(opts, ctx, model_dir, make_key(model_sha256=digest))
         else:
@@ -284,8 +396,12 @@ def evaluate(model_dir: str | None, **kw):
 
 @main.command()
 @_phase_options
-@click.option("--parent-run-id", default="", help="Run this pipeline as a child of that run (a study's "
-              "scaling run sets it when it submits children through an MLflow project backend).")
+@click.option(
+    "--parent-run-id",
+    default="",
+    help="Run this pipeline as a child of that run (a study's "
+    "scaling run sets it when it submits children through an MLflow project backend).",
+)
 def pipeline(parent_run_id: str, **kw):
     """pretrain -> intermediate -> target -> evaluate, each a nested MLflow run, finished phases reused."""
     import mlflow
@@ -305,12 +421,27 @@ def pipeline(parent_run_id: str, **kw):
 @main.command()
 @_preset
 @click.option("--seeds", default="0,1,2", show_default=True, help="Target seeds of the k = 0 pipelines: 0,1,2 or 0-2.")
-@click.option("--ablation/--no-ablation", default=True, show_default=True,
-              help="Also run the same pipeline from a randomly initialised encoder (--pretrain skip).")
-@click.option("--pretrain", "pretrain_mode", type=click.Choice(["auto", "train"]), default="auto", show_default=True,
-              help="auto: the preset's published encoder; train: the one pretraining here makes.")
-@click.option("--out", type=click.Path(file_okay=False), default="transfer_report", show_default=True,
-              help="Directory for transfer.json and transfer.md (also logged to the transfer run).")
+@click.option(
+    "--ablation/--no-ablation",
+    default=True,
+    show_default=True,
+    help="Also run the same pipeline from a randomly initialised encoder (--pretrain skip).",
+)
+@click.option(
+    "--pretrain",
+    "pretrain_mode",
+    type=click.Choice(["auto", "train"]),
+    default="auto",
+    show_default=True,
+    help="auto: the preset's published encoder; train: the one pretraining here makes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="transfer_report",
+    show_default=True,
+    help="Directory for transfer.json and transfer.md (also logged to the transfer run).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars, the libraries' included.")
 def transfer(preset: str, seeds: str, ablation: bool, pretrain_mode: str, out: str, no_progress: bool):
     """How the encoder transfers: k = 0 pipelines (one per seed, cached like the study's children), each language's
@@ -331,17 +462,23 @@ def transfer(preset: str, seeds: str, ablation: bool, pretrain_mode: str, out: s
         mlflow.set_tags({"stilts.subset": "none", "stilts.seed": seeds})
         mlflow.log_params({"preset": preset, "seeds": seeds, "ablation": ablation, "pretrain": pretrain_mode})
         runs = {s: tr.accuracies(run_child(replace(base, seed=s, progress=False))[0]["metrics"]) for s in seed_list}
-        random = tr.accuracies(run_child(replace(base, pretrain="skip", progress=False))[0]["metrics"]) \
-            if ablation else None
+        random = (
+            tr.accuracies(run_child(replace(base, pretrain="skip", progress=False))[0]["metrics"]) if ablation else None
+        )
         summary = tr.summarize(runs, random)
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "transfer.json").write_text(json.dumps(summary, indent=1))
         (out_dir / "transfer.md").write_text(tr.markdown(summary))
         mlflow.log_artifacts(str(out_dir), artifact_path="transfer")
-        mlflow.log_metrics({"transfer/mean_r": summary["mean_r"], "transfer/spearman_rho": summary["spearman_rho_vs_xlmr_base"],
-                            "transfer/min_accuracy": summary["min_accuracy"],
-                            **({"transfer/random_mean_r": summary["random_encoder"]["mean_r"]} if ablation else {})})
+        mlflow.log_metrics(
+            {
+                "transfer/mean_r": summary["mean_r"],
+                "transfer/spearman_rho": summary["spearman_rho_vs_xlmr_base"],
+                "transfer/min_accuracy": summary["min_accuracy"],
+                **({"transfer/random_mean_r": summary["random_encoder"]["mean_r"]} if ablation else {}),
+            }
+        )
     click.echo(tr.markdown(summary))
 
 
@@ -374,48 +511,119 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     except ValueError:
         raise ValueError(f"{name} must look like 0-9 or 0,1,4; got {text!r}") from None
     if not values or min(values) < 0:
-        raise ValueError(f"{name} must name at least one whole number >= 0 (a range low-high with low <= high); "
-                         f"got {text!r}")
+        raise ValueError(
+            f"{name} must name at least one whole number >= 0 (a range low-high with low <= high); got {text!r}"
+        )
     return values
 
 
 @main.command()
 @_preset
 @click.option("--sizes", default="0-9", show_default=True, help="Subset sizes k to run: a range 0-9 or a list 0,1,4.")
-@click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).")
+@click.option(
+    "--subsets-per-size",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).",
+)
 @click.option("--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2.")
-@click.option("--budget", type=click.Choice(["fixed", "per-task"]), default="fixed", show_default=True,
-              help="fixed: the same intermediate steps for every k (k is not confounded with compute).")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="proportional", show_default=True,
-              help="Multi-task sampling of intermediate tasks.")
-@click.option("--design-seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the subset sample.")
-@click.option("--out", type=click.Path(file_okay=False), default="scaling_report", show_default=True,
-              help="Directory for the report files (also logged to the scaling run).")
-@click.option("--export/--no-export", default=True, show_default=True,
-              help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).")
+@click.option(
+    "--budget",
+    type=click.Choice(["fixed", "per-task"]),
+    default="fixed",
+    show_default=True,
+    help="fixed: the same intermediate steps for every k (k is not confounded with compute).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(list(SAMPLERS)),
+    default="proportional",
+    show_default=True,
+    help="Multi-task sampling of intermediate tasks.",
+)
+@click.option(
+    "--design-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the subset sample."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="scaling_report",
+    show_default=True,
+    help="Directory for the report files (also logged to the scaling run).",
+)
+@click.option(
+    "--export/--no-export",
+    default=True,
+    show_default=True,
+    help="Export every registered version to ONNX (stilts-xnli-onnx twins with the same aliases).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars, the libraries' included.")
-@click.option("--backend", type=click.Choice(["in-process", "local", "kubernetes"]), default="in-process",
-              show_default=True, help="Where child pipelines run: this process; MLflow project runs on this machine "
-              "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.")
-@click.option("--backend-config", type=click.Path(dir_okay=False), default=None,
-              help="kubernetes: MLflow's backend config JSON (deploy/kubernetes/backend.json).")
-@click.option("--max-parallel", default="auto", show_default=True,
-              help="Child pipelines running at once: a number, or auto (this machine's CPU cores, at most 8, "
-                   "without a GPU; 1 with one). in-process with more than 1: a pool of worker processes.")
-@click.option("--render-jobs", type=click.Path(file_okay=False), default=None,
-              help="kubernetes: write one Job manifest per child pipeline still to run into this directory and "
-                   "stop (no image build, no cluster).")
-@click.option("--plan", type=click.BOOL, is_flag=False, flag_value=True, default=False, show_default=True,
-              help="Print the design, its expected wall time (GPU-hours on xlmr presets), the smallest slope and "
-                   "curvature it can detect, and how both change with more seeds or subsets; train nothing. "
-                   "`--plan` alone or `--plan true` (MLproject: -P plan=true).")
+@click.option(
+    "--backend",
+    type=click.Choice(["in-process", "local", "kubernetes"]),
+    default="in-process",
+    show_default=True,
+    help="Where child pipelines run: this process; MLflow project runs on this machine "
+    "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.",
+)
+@click.option(
+    "--backend-config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="kubernetes: MLflow's backend config JSON (deploy/kubernetes/backend.json).",
+)
+@click.option(
+    "--max-parallel",
+    default="auto",
+    show_default=True,
+    help="Child pipelines running at once: a number, or auto (this machine's CPU cores, at most 8, "
+    "without a GPU; 1 with one). in-process with more than 1: a pool of worker processes.",
+)
+@click.option(
+    "--render-jobs",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="kubernetes: write one Job manifest per child pipeline still to run into this directory and "
+    "stop (no image build, no cluster).",
+)
+@click.option(
+    "--plan",
+    type=click.BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=False,
+    show_default=True,
+    help="Print the design, its expected wall time (GPU-hours on xlmr presets), the smallest slope and "
+    "curvature it can detect, and how both change with more seeds or subsets; train nothing. "
+    "`--plan` alone or `--plan true` (MLproject: -P plan=true).",
+)
 @click.option("--gpu", default=None, help="--plan on xlmr presets: the GPU type to cost (default: the preset's).")
-@click.option("--tokens-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="--plan on xlmr presets: training tokens/s per GPU instead of the preset's assumption.")
-def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed, out, export, no_progress, backend,
-            backend_config, max_parallel, render_jobs, plan, gpu, tokens_per_second):
+@click.option(
+    "--tokens-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="--plan on xlmr presets: training tokens/s per GPU instead of the preset's assumption.",
+)
+def scaling(
+    preset,
+    sizes,
+    subsets_per_size,
+    seeds,
+    budget,
+    sampler,
+    design_seed,
+    out,
+    export,
+    no_progress,
+    backend,
+    backend_config,
+    max_parallel,
+    render_jobs,
+    plan,
+    gpu,
+    tokens_per_second,
+):
     """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry
     (--plan: what the study would cost and detect, without training)."""
     from stilts_mlflow.phases import Options
@@ -426,8 +634,12 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
 
     if no_progress:
         quiet_libraries()
-    design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
-                         seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
+    design = StudyDesign(
+        sizes=_int_list(sizes, "sizes"),
+        subsets_per_size=subsets_per_size,
+        seeds=_int_list(seeds, "seeds"),
+        design_seed=design_seed,
+    )
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
     parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
     if plan:
@@ -441,39 +653,72 @@ def scaling(preset, sizes, subsets_per_size, seeds, budget, sampler, design_seed
         import mlflow
 
         mlflow.set_tags({"stilts.subset": "study", "stilts.k": sizes, "stilts.seed": seeds})  # not one pipeline's
-        mlflow.log_params({"preset": preset, "sizes": sizes, "subsets_per_size": subsets_per_size, "seeds": seeds,
-                           "budget": budget, "sampler": sampler, "design_seed": design_seed,
-                           "pipelines": len(design.runs()), "backend": backend, "max_parallel": max_parallel,
-                           "parallel": parallel})  # as given (`mlflow run` logged it so) and as resolved
+        mlflow.log_params(
+            {
+                "preset": preset,
+                "sizes": sizes,
+                "subsets_per_size": subsets_per_size,
+                "seeds": seeds,
+                "budget": budget,
+                "sampler": sampler,
+                "design_seed": design_seed,
+                "pipelines": len(design.runs()),
+                "backend": backend,
+                "max_parallel": max_parallel,
+                "parallel": parallel,
+            }
+        )  # as given (`mlflow run` logged it so) and as resolved
         result = run_study(design, base, Path(out), progress=not no_progress, export=export, launch=launch)
     analysis = result["analysis"]
     statement = analysis.power.get("statement")
     click.echo(f"verdict: {analysis.verdict}" + (f" — {statement}" if statement else ""))
     for line in analysis.evidence:
         click.echo(f"  {line}")
-    click.echo("XNLI test average by k: " + "  ".join(f"k={k} {c.mean:.3f} [{c.low:.3f}, {c.high:.3f}]"
-                                                    for k, c in sorted(analysis.curve.items())))
-    click.echo(f"pipelines: {len(result['rows'])} ({result['reused']} reused); report: {out}/report.md; "
-               f"{MODEL_NAME}: {len(result['aliases'])} aliases, champion = version {result['aliases']['champion']}")
+    click.echo(
+        "XNLI test average by k: "
+        + "  ".join(f"k={k} {c.mean:.3f} [{c.low:.3f}, {c.high:.3f}]" for k, c in sorted(analysis.curve.items()))
+    )
+    click.echo(
+        f"pipelines: {len(result['rows'])} ({result['reused']} reused); report: {out}/report.md; "
+        f"{MODEL_NAME}: {len(result['aliases'])} aliases, champion = version {result['aliases']['champion']}"
+    )
     if result["onnx_aliases"]:
         click.echo(f"{ONNX_MODEL_NAME}: champion = version {result['onnx_aliases']['champion']}")
 
 
 @main.command()
-@click.option("--studies", type=click.IntRange(min=10), default=1000, show_default=True,
-              help="Simulated studies per planted truth.")
+@click.option(
+    "--studies",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Simulated studies per planted truth.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the simulation.")
-@click.option("--noise-from", type=click.Path(dir_okay=False), default=None,
-              help="A study's summary.json to measure the noise on (default: the shipped reference study).")
+@click.option(
+    "--noise-from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A study's summary.json to measure the noise on (default: the shipped reference study).",
+)
 @click.option("--sizes", default="0-9", show_default=True, help="Design: subset sizes k (0-9 or 0,1,4).")
 @click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True, help="Design.")
 @click.option("--seeds", default="0", show_default=True, help="Design: seeds per subset (0,1,2).")
 @click.option("--design-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Design.")
 @click.option("--trend", is_flag=True, help="Robustness: the subset noise grows with k as measured.")
-@click.option("--tails", type=click.FloatRange(min=2, min_open=True), default=None,
-              help="Robustness: noise from a multivariate t with this many degrees of freedom (same covariance).")
-@click.option("--out", type=click.Path(file_okay=False), default="calibration", show_default=True,
-              help="Directory for calibration.md and calibration.json.")
+@click.option(
+    "--tails",
+    type=click.FloatRange(min=2, min_open=True),
+    default=None,
+    help="Robustness: noise from a multivariate t with this many degrees of freedom (same covariance).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="calibration",
+    show_default=True,
+    help="Directory for calibration.md and calibration.json.",
+)
 def simulate(studies, seed, noise_from, sizes, subsets_per_size, seeds, design_seed, trend, tails, out):
     """Known-answer check of the study's statistics: simulated studies from planted truths (flat, steady,
     declining, diminishing, accelerating) with the measured noise, through the study's own analysis; prints the
@@ -481,8 +726,12 @@ def simulate(studies, seed, noise_from, sizes, subsets_per_size, seeds, design_s
     from stilts_mlflow.scaling import noise, simulate as sim
     from stilts_mlflow.scaling.design import StudyDesign
 
-    design = StudyDesign(sizes=_int_list(sizes, "sizes"), subsets_per_size=subsets_per_size,
-                         seeds=_int_list(seeds, "seeds"), design_seed=design_seed)
+    design = StudyDesign(
+        sizes=_int_list(sizes, "sizes"),
+        subsets_per_size=subsets_per_size,
+        seeds=_int_list(seeds, "seeds"),
+        design_seed=design_seed,
+    )
     if len(set(design.sizes)) < 3:
         raise ValueError(f"sizes must name at least three sizes (a curvature needs them); got {sizes!r}")
     measured = noise.estimate(noise.load(noise_from), where=noise_from) if noise_from else noise.reference()
@@ -502,8 +751,10 @@ def _plan(design, preset: str, budget: str, parallel: int, gpu: str | None, toke
 
     p = get_preset(preset)
     if p.throughput is None and (gpu or tokens_per_second):
-        raise ValueError(f"--gpu and --tokens-per-second apply to presets with a GPU throughput (xlmr-base, "
-                         f"xlmr-large), not {preset}")
+        raise ValueError(
+            f"--gpu and --tokens-per-second apply to presets with a GPU throughput (xlmr-base, "
+            f"xlmr-large), not {preset}"
+        )
     cost = costs.for_preset(p, gpu, tokens_per_second)
     click.echo(planner.render(planner.make(design, p, cost, noise.reference(), budget, parallel)))
 
@@ -528,13 +779,23 @@ def _render_jobs(design, base, launch, out: Path) -> None:
 
 
 @main.command()
-@click.option("--model-uri", required=True,
-              help="models:/stilts-xnli@ALIAS, models:/stilts-xnli/VERSION, or an XLMRobertaForSequenceClassification "
-                   "directory.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
-              help="Preset whose XNLI dev set checks the export; default: the version's preset tag (else tiny).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Also keep the export directory here (directory URIs: default onnx_export/).")
+@click.option(
+    "--model-uri",
+    required=True,
+    help="models:/stilts-xnli@ALIAS, models:/stilts-xnli/VERSION, or an XLMRobertaForSequenceClassification directory.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default=None,
+    help="Preset whose XNLI dev set checks the export; default: the version's preset tag (else tiny).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also keep the export directory here (directory URIs: default onnx_export/).",
+)
 def export(model_uri: str, preset: str | None, out: str | None):
     """ONNX export (fp32 optimized + int8) with torch parity and int8 accuracy checks; registry versions get a
     stilts-xnli-onnx twin with the same tags and aliases."""
@@ -553,8 +814,9 @@ def export(model_uri: str, preset: str | None, out: str | None):
         try:
             mv = registry.resolve_version(model_uri)
         except MlflowException as exc:
-            raise ValueError(f"--model-uri {model_uri}: no such registered model version or alias "
-                             f"({exc.error_code})") from None
+            raise ValueError(
+                f"--model-uri {model_uri}: no such registered model version or alias ({exc.error_code})"
+            ) from None
     with mlflow.start_run(run_name="export"):
         mlflow.set_tags({"stilts.phase": "export-command", "stilts.model_uri": model_uri})
         if mv is None:
@@ -563,7 +825,9 @@ def export(model_uri: str, preset: str | None, out: str | None):
             target = Path(out or "onnx_export")
             metrics = export_model(model_uri, target, samples, dev).metrics()
             tracking.log_metrics(metrics)
-            model_id = registry.log_onnx_model(target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2])
+            model_id = registry.log_onnx_model(
+                target, mlflow.active_run().info.run_id, "onnx-export", samples["en"][:2]
+            )
             click.echo(f"exported {model_uri} -> {target}; logged model models:/{model_id}")
         else:
             twin = registry.export_version(mv, preset)
@@ -571,10 +835,13 @@ def export(model_uri: str, preset: str | None, out: str | None):
             if out:
                 shutil.rmtree(out, ignore_errors=True)
                 mlflow.artifacts.download_artifacts(f"models:/{twin.name}/{twin.version}", dst_path=out)
-            metrics = {k: float(v) for k, v in twin.tags.items()
-                       if k.startswith(("parity", "dev.", "int8", "size", "seconds"))}
-            click.echo(f"{mv.name} v{mv.version} -> {twin.name} v{twin.version}"
-                       + (f"; aliases {', '.join(sorted(aliases))}" if aliases else ""))
+            metrics = {
+                k: float(v) for k, v in twin.tags.items() if k.startswith(("parity", "dev.", "int8", "size", "seconds"))
+            }
+            click.echo(
+                f"{mv.name} v{mv.version} -> {twin.name} v{twin.version}"
+                + (f"; aliases {', '.join(sorted(aliases))}" if aliases else "")
+            )
     for name, value in sorted(metrics.items()):
         if "parity" in name or name.endswith("accuracy.avg") or "delta" in name or "size" in name or "seconds" in name:
             click.echo(f"  {name}: {value:.6g}")
@@ -587,4 +854,3 @@ def serve(ctx: click.Context):
     from serving.__main__ import main as serving_main
 
     serving_main.main(args=ctx.args, prog_name="stilts serve")
-

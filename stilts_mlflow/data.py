@@ -98,8 +98,10 @@ def describe(cfg: DataConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"source": cfg.source, "key": data_key(cfg), "tasks": {}}
     for task, split, lang in data_units(cfg):
         spec = TASKS[task]
-        entry = out["tasks"].setdefault(task, {"kind": spec.kind, "head": spec.head, "metric": spec.metric,
-                                               "labels": list(spec.labels), "splits": {}})
+        entry = out["tasks"].setdefault(
+            task,
+            {"kind": spec.kind, "head": spec.head, "metric": spec.metric, "labels": list(spec.labels), "splits": {}},
+        )
         recs = loader.load(task, split, lang)
         info = entry["splits"].setdefault(split, {"size": {}, "labels": Counter()})
         info["size"][lang] = len(recs)

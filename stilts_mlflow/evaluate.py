@@ -24,8 +24,16 @@ MAX_ANSWER_TOKENS = 30
 
 
 @torch.no_grad()
-def predict(model, enc: Encoded, pad: int, mask: int, vocab: int, batch_size: int = 64,
-            seed: int = 0, device: torch.device | str = "cpu") -> tuple[list[Any], float]:
+def predict(
+    model,
+    enc: Encoded,
+    pad: int,
+    mask: int,
+    vocab: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> tuple[list[Any], float]:
     """Per-example predictions in input order, and the mean loss (MLM: the only output)."""
     was_training = model.training
     model.eval()
@@ -59,7 +67,8 @@ def best_span(start: torch.Tensor, end: torch.Tensor, attention: torch.Tensor) -
     s, e = start[1:n].float(), end[1:n].float()
     scores = s[:, None] + e[None, :]
     valid = torch.triu(torch.ones_like(scores, dtype=torch.bool)) & ~torch.triu(
-        torch.ones_like(scores, dtype=torch.bool), diagonal=MAX_ANSWER_TOKENS)
+        torch.ones_like(scores, dtype=torch.bool), diagonal=MAX_ANSWER_TOKENS
+    )
     scores = scores.masked_fill(~valid, float("-inf"))
     flat = int(scores.argmax())
     i, j = divmod(flat, scores.shape[1])
@@ -95,8 +104,16 @@ def task_metric(enc: Encoded, preds: list[Any]) -> float:
     return float(np.mean([p == g for p, g in zip(preds, gold)]))
 
 
-def evaluate_tasks(model, dev_sets: dict[str, dict[str, Encoded]], pad: int, mask: int, vocab: int,
-                   batch_size: int = 64, seed: int = 0, device="cpu") -> dict[str, float]:
+def evaluate_tasks(
+    model,
+    dev_sets: dict[str, dict[str, Encoded]],
+    pad: int,
+    mask: int,
+    vocab: int,
+    batch_size: int = 64,
+    seed: int = 0,
+    device="cpu",
+) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for task, by_lang in dev_sets.items():
         if task == "mlm":
@@ -104,8 +121,15 @@ def evaluate_tasks(model, dev_sets: dict[str, dict[str, Encoded]], pad: int, mas
             metrics["mlm/loss"] = float(np.mean(losses))
             continue
         if task == "xnli":
-            metrics.update(xnli_metrics({lang: predict(model, enc, pad, mask, vocab, batch_size, seed, device)[0]
-                                         for lang, enc in by_lang.items()}, by_lang)[0])
+            metrics.update(
+                xnli_metrics(
+                    {
+                        lang: predict(model, enc, pad, mask, vocab, batch_size, seed, device)[0]
+                        for lang, enc in by_lang.items()
+                    },
+                    by_lang,
+                )[0]
+            )
             continue
         for enc in by_lang.values():
             preds, _ = predict(model, enc, pad, mask, vocab, batch_size, seed, device)
@@ -113,8 +137,9 @@ def evaluate_tasks(model, dev_sets: dict[str, dict[str, Encoded]], pad: int, mas
     return metrics
 
 
-def xnli_metrics(preds: dict[str, list[int]], sets: dict[str, Encoded], prefix: str = "xnli"
-                 ) -> tuple[dict[str, float], dict[str, list[list[int]]]]:
+def xnli_metrics(
+    preds: dict[str, list[int]], sets: dict[str, Encoded], prefix: str = "xnli"
+) -> tuple[dict[str, float], dict[str, list[list[int]]]]:
     """Accuracy per language, average, non-English average, English gap; confusion matrices."""
     metrics, confusion = {}, {}
     for lang, enc in sets.items():
@@ -132,18 +157,28 @@ def xnli_metrics(preds: dict[str, list[int]], sets: dict[str, Encoded], prefix: 
     return metrics, confusion
 
 
-def zero_shot(model, sets: dict[str, Encoded], tokenizer, batch_size: int = 64, device="cpu", prefix: str = "test"
-              ) -> tuple[dict[str, float], dict[str, list[list[int]]]]:
-    preds = {lang: predict(model, enc, tokenizer.pad_token_id, tokenizer.mask_token_id, len(tokenizer),
-                           batch_size, device=device)[0] for lang, enc in sets.items()}
+def zero_shot(
+    model, sets: dict[str, Encoded], tokenizer, batch_size: int = 64, device="cpu", prefix: str = "test"
+) -> tuple[dict[str, float], dict[str, list[list[int]]]]:
+    preds = {
+        lang: predict(
+            model, enc, tokenizer.pad_token_id, tokenizer.mask_token_id, len(tokenizer), batch_size, device=device
+        )[0]
+        for lang, enc in sets.items()
+    }
     return xnli_metrics(preds, sets, prefix=prefix)
 
 
 def report_table(metrics: dict[str, float], prefix: str = "test") -> dict[str, list]:
-    langs = [k.split(".", 1)[1] for k in metrics if k.startswith(f"{prefix}/accuracy.")
-             and k.split(".", 1)[1] not in ("avg", "non_en_avg")]
-    return {"language": langs + ["avg", "non_en_avg"],
-            "accuracy": [round(metrics[f"{prefix}/accuracy.{x}"], 4) for x in langs + ["avg", "non_en_avg"]]}
+    langs = [
+        k.split(".", 1)[1]
+        for k in metrics
+        if k.startswith(f"{prefix}/accuracy.") and k.split(".", 1)[1] not in ("avg", "non_en_avg")
+    ]
+    return {
+        "language": langs + ["avg", "non_en_avg"],
+        "accuracy": [round(metrics[f"{prefix}/accuracy.{x}"], 4) for x in langs + ["avg", "non_en_avg"]],
+    }
 
 
 def report_figure(metrics: dict[str, float], confusion: dict[str, list[list[int]]], title: str, prefix: str = "test"):
@@ -169,6 +204,11 @@ def report_figure(metrics: dict[str, float], confusion: dict[str, list[list[int]
         sub.set_title(lang, fontsize=8)
         sub.set_xticks([])
         sub.set_yticks([])
-    fig.text(0.5, 0.02, "confusion matrices (rows gold, columns predicted: entailment, neutral, contradiction)",
-             ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        0.02,
+        "confusion matrices (rows gold, columns predicted: entailment, neutral, contradiction)",
+        ha="center",
+        fontsize=8,
+    )
     return fig

@@ -86,11 +86,20 @@ def _torch_export(model, path: Path, example: dict[str, torch.Tensor]) -> None:
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        torch.onnx.export(model, (example["input_ids"], example["attention_mask"]), str(path),
-                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
-                                        "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example["input_ids"], example["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
     finally:
         model.set_attn_implementation(previous)
 
@@ -115,9 +124,8 @@ def torch_logits(model, tokenizer, pairs: Pairs, max_length: int, batch_size: in
     out = []
     with torch.no_grad():
         for i in range(0, len(pairs), batch_size):
-            a, b = zip(*pairs[i:i + batch_size])
-            enc = tokenizer(list(a), list(b), truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
+            a, b = zip(*pairs[i : i + batch_size])
+            enc = tokenizer(list(a), list(b), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
             out.append(model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.numpy())
     return np.concatenate(out)
 
@@ -132,9 +140,14 @@ def accuracy_by_language(engine: NLIEngine, dev: dict[str, list[tuple[str, str, 
     return accs
 
 
-def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pairs],
-                 dev: dict[str, list[tuple[str, str, str]]] | None = None, max_length: int = 128,
-                 languages: tuple[str, ...] = ()) -> ExportReport:
+def export_model(
+    model_dir: str | Path,
+    out: str | Path,
+    samples: dict[str, Pairs],
+    dev: dict[str, list[tuple[str, str, str]]] | None = None,
+    max_length: int = 128,
+    languages: tuple[str, ...] = (),
+) -> ExportReport:
     """Export `model_dir` to `out` (replaced), check parity on `samples` (lang -> pairs) and, when `dev`
     (lang -> (premise, hypothesis, label)) is given, fp32 and int8 accuracy."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -155,10 +168,19 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
         _optimize(out / VARIANTS["fp32-raw"], out / VARIANTS["fp32"], cfg.num_attention_heads, cfg.hidden_size)
         _quantize(out / VARIANTS["fp32-raw"], out / VARIANTS["int8"])
     tokenizer.save_pretrained(str(out / "tokenizer"))
-    meta = {"format": "stilts-onnx/1", "labels": labels, "max_length": max_length, "pad_id": tokenizer.pad_token_id,
-            "pad_token": tokenizer.pad_token, "languages": list(languages or samples), "variants": VARIANTS,
-            "opset": OPSET, "config": {k: getattr(cfg, k) for k in ("hidden_size", "num_hidden_layers",
-                                                                      "num_attention_heads", "vocab_size")}}
+    meta = {
+        "format": "stilts-onnx/1",
+        "labels": labels,
+        "max_length": max_length,
+        "pad_id": tokenizer.pad_token_id,
+        "pad_token": tokenizer.pad_token,
+        "languages": list(languages or samples),
+        "variants": VARIANTS,
+        "opset": OPSET,
+        "config": {
+            k: getattr(cfg, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+        },
+    }
     (out / META_FILE).write_text(json.dumps(meta, indent=1))
     # the manifest covers every file the server reads: the graphs, the tokenizer files and the metadata
     files = sorted(str(p.relative_to(out)) for d in ("onnx", "tokenizer") for p in (out / d).iterdir()) + [META_FILE]
@@ -171,21 +193,29 @@ def export_model(model_dir: str | Path, out: str | Path, samples: dict[str, Pair
     for variant in ("fp32-raw", "fp32"):
         got = engines[variant].logits([a for a, _ in pairs], [b for _, b in pairs])
         parity[variant] = float(np.abs(got - reference).max())
-    report = ExportReport(str(out), parity, len(pairs),
-                          sizes={v: (out / f).stat().st_size for v, f in VARIANTS.items()})
+    report = ExportReport(
+        str(out), parity, len(pairs), sizes={v: (out / f).stat().st_size for v, f in VARIANTS.items()}
+    )
     worst = max(parity.values())
     if worst > PARITY_TOLERANCE:
-        raise ParityError(f"ONNX logits differ from torch by up to {worst:.2e} (> {PARITY_TOLERANCE:g}) on "
-                          f"{len(pairs)} pairs in {len(samples)} languages: {parity}")
+        raise ParityError(
+            f"ONNX logits differ from torch by up to {worst:.2e} (> {PARITY_TOLERANCE:g}) on "
+            f"{len(pairs)} pairs in {len(samples)} languages: {parity}"
+        )
     log.info("parity: max |ONNX - torch| = %.2e over %d pairs in %d languages", worst, len(pairs), len(samples))
     if dev:
         for variant in ("fp32", "int8"):
             report.dev_accuracy[variant] = accuracy_by_language(engines[variant], dev)
         report.int8_delta_points = 100 * (report.dev_accuracy["int8"]["avg"] - report.dev_accuracy["fp32"]["avg"])
         level = logging.WARNING if abs(report.int8_delta_points) > INT8_TOLERANCE_POINTS else logging.INFO
-        log.log(level, "dev average: fp32 %.4f, int8 %.4f (%+.2f points; tolerance %.1f)",
-                report.dev_accuracy["fp32"]["avg"], report.dev_accuracy["int8"]["avg"], report.int8_delta_points,
-                INT8_TOLERANCE_POINTS)
+        log.log(
+            level,
+            "dev average: fp32 %.4f, int8 %.4f (%+.2f points; tolerance %.1f)",
+            report.dev_accuracy["fp32"]["avg"],
+            report.dev_accuracy["int8"]["avg"],
+            report.int8_delta_points,
+            INT8_TOLERANCE_POINTS,
+        )
     report.seconds = time.time() - start
     (out / "export_report.json").write_text(json.dumps(asdict(report), indent=1))
     return report

@@ -35,14 +35,19 @@ def tag_set(records: list[Record]) -> tuple[str, ...]:
     return tuple(sorted({t for r in records for t in r["tags"]}))
 
 
-def encode(task: TaskSpec, records: list[Record], tokenizer, max_length: int,
-           labels: tuple[str, ...] | None = None) -> Encoded:
+def encode(
+    task: TaskSpec, records: list[Record], tokenizer, max_length: int, labels: tuple[str, ...] | None = None
+) -> Encoded:
     """Tokenize every record of one task; `labels` fixes the tag inventory (else the task's labels)."""
     kind = task.kind
     labels = tuple(labels or task.labels)
     if kind == "classification":
-        enc = tokenizer([r["text_a"] for r in records], [r["text_b"] for r in records] if records and
-                        records[0]["text_b"] is not None else None, truncation=True, max_length=max_length)
+        enc = tokenizer(
+            [r["text_a"] for r in records],
+            [r["text_b"] for r in records] if records and records[0]["text_b"] is not None else None,
+            truncation=True,
+            max_length=max_length,
+        )
         index = {lab: i for i, lab in enumerate(labels)}
         feats = [{"input_ids": ids, "labels": index[r["label"]]} for ids, r in zip(enc["input_ids"], records)]
     elif kind == "span_qa":
@@ -55,8 +60,9 @@ def encode(task: TaskSpec, records: list[Record], tokenizer, max_length: int,
             feats.append({"input_ids": enc["input_ids"], "labels": r["label"]})
     elif kind == "tagging":
         index = {lab: i for i, lab in enumerate(labels)}
-        enc = tokenizer([r["tokens"] for r in records], is_split_into_words=True, truncation=True,
-                        max_length=max_length)
+        enc = tokenizer(
+            [r["tokens"] for r in records], is_split_into_words=True, truncation=True, max_length=max_length
+        )
         feats = []
         for i, r in enumerate(records):
             tags, previous = [], None
@@ -76,8 +82,9 @@ def encode(task: TaskSpec, records: list[Record], tokenizer, max_length: int,
 
 
 def _span_feature(tokenizer, r: Record, max_length: int) -> Feature:
-    enc = tokenizer(r["question"], r["context"], truncation="only_second", max_length=max_length,
-                    return_offsets_mapping=True)
+    enc = tokenizer(
+        r["question"], r["context"], truncation="only_second", max_length=max_length, return_offsets_mapping=True
+    )
     start = end = 0  # <s>: no answer (SQuAD 2.0 convention), or the answer was truncated away
     if r["answers"]["text"]:
         a_start = r["answers"]["answer_start"][0]
@@ -96,21 +103,31 @@ def _span_feature(tokenizer, r: Record, max_length: int) -> Feature:
     return {"input_ids": enc["input_ids"], "start_positions": start, "end_positions": end}
 
 
-def collate(kind: str, feats: list[Feature], pad_id: int, mask_id: int | None = None, vocab_size: int = 0,
-            mlm_probability: float = 0.15, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def collate(
+    kind: str,
+    feats: list[Feature],
+    pad_id: int,
+    mask_id: int | None = None,
+    vocab_size: int = 0,
+    mlm_probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest member (dynamic padding)."""
     if kind == "multiple_choice":
         width = max(len(c) for f in feats for c in f["input_ids"])
         ids = torch.full((len(feats), len(feats[0]["input_ids"]), width), pad_id, dtype=torch.long)
         for i, f in enumerate(feats):
             for j, c in enumerate(f["input_ids"]):
-                ids[i, j, :len(c)] = torch.tensor(c)
-        return {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
-                "labels": torch.tensor([f["labels"] for f in feats])}
+                ids[i, j, : len(c)] = torch.tensor(c)
+        return {
+            "input_ids": ids,
+            "attention_mask": (ids != pad_id).long(),
+            "labels": torch.tensor([f["labels"] for f in feats]),
+        }
     width = max(len(f["input_ids"]) for f in feats)
     ids = torch.full((len(feats), width), pad_id, dtype=torch.long)
     for i, f in enumerate(feats):
-        ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
     batch = {"input_ids": ids, "attention_mask": (ids != pad_id).long()}
     if kind == "classification":
         batch["labels"] = torch.tensor([f["labels"] for f in feats])
@@ -120,7 +137,7 @@ def collate(kind: str, feats: list[Feature], pad_id: int, mask_id: int | None = 
     elif kind == "tagging":
         labels = torch.full((len(feats), width), -100, dtype=torch.long)
         for i, f in enumerate(feats):
-            labels[i, :len(f["labels"])] = torch.tensor(f["labels"])
+            labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
         batch["labels"] = labels
     elif kind == "mlm":
         batch["input_ids"], batch["labels"] = mask_tokens(ids, mask_id, vocab_size, mlm_probability, generator)
@@ -129,8 +146,9 @@ def collate(kind: str, feats: list[Feature], pad_id: int, mask_id: int | None = 
     return batch
 
 
-def mask_tokens(ids: torch.Tensor, mask_id: int, vocab_size: int, probability: float,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    ids: torch.Tensor, mask_id: int, vocab_size: int, probability: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: 15% of non-special tokens are predicted; of those 80% <mask>, 10% random, 10% kept.
     Special ids are XLM-R's 0..3 and the mask id."""
     ids = ids.clone()

@@ -59,8 +59,14 @@ def language_vocab(sets: Mapping[str, Iterable[Encoded]], vocab_size: int, mask_
     return LanguageVocab(languages, ids, local)
 
 
-def language_softmax_loss(states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gold: torch.Tensor,
-                          lang: torch.Tensor, vocab: LanguageVocab) -> torch.Tensor:
+def language_softmax_loss(
+    states: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    gold: torch.Tensor,
+    lang: torch.Tensor,
+    vocab: LanguageVocab,
+) -> torch.Tensor:
     """Mean cross-entropy of the masked positions' `states` (after the LM head's transform) against the
     output embeddings of their own language's tokens only. `gold`: token ids; `lang`: language index."""
     vocab = vocab.to(states.device)

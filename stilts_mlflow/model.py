@@ -32,10 +32,17 @@ class HeadSpec:
 def encoder_config(cfg: ModelConfig, vocab_size: int) -> XLMRobertaConfig:
     """A small XLM-R architecture for offline presets (ids as XLM-R: <s>=0, <pad>=1, </s>=2)."""
     return XLMRobertaConfig(
-        vocab_size=vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-        max_position_embeddings=cfg.max_length + 2 + 1, hidden_dropout_prob=cfg.dropout,
-        attention_probs_dropout_prob=cfg.dropout, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_length + 2 + 1,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
         eos_token_id=2,
     )
 
@@ -120,8 +127,14 @@ class MultiTaskModel(nn.Module):
         self.heads[spec.name] = head
         self.specs[spec.name] = spec
 
-    def forward(self, head: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor | None = None, **extra: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self,
+        head: str,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        **extra: torch.Tensor,
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(loss or None, logits). Multiple choice takes (batch, choices, seq) inputs."""
         kind = self.specs[head].kind
         shape = input_ids.shape
@@ -134,8 +147,9 @@ class MultiTaskModel(nn.Module):
                 lm = self.heads[head]
                 states = lm.layer_norm(F.gelu(lm.dense(hidden[keep])))
                 rows = extra["lang"][:, None].expand_as(labels)[keep]
-                return language_softmax_loss(states, lm.decoder.weight, lm.decoder.bias, labels[keep], rows,
-                                             self.mlm_vocab), None
+                return language_softmax_loss(
+                    states, lm.decoder.weight, lm.decoder.bias, labels[keep], rows, self.mlm_vocab
+                ), None
             logits = self.heads[head](hidden[keep])
             return F.cross_entropy(logits, labels[keep]), logits
         logits = self.heads[head](hidden)
@@ -167,8 +181,9 @@ class MultiTaskModel(nn.Module):
         out.tie_weights()
         return out
 
-    def to_sequence_classification(self, head: str = "nli", labels: tuple[str, ...] = NLI_LABELS
-                                   ) -> XLMRobertaForSequenceClassification:
+    def to_sequence_classification(
+        self, head: str = "nli", labels: tuple[str, ...] = NLI_LABELS
+    ) -> XLMRobertaForSequenceClassification:
         """The target model as transformers' class (label order entailment, neutral, contradiction)."""
         cfg = _with_labels(self.config, len(labels))
         cfg.id2label = dict(enumerate(labels))

@@ -70,15 +70,23 @@ class Options:
         if self.pretrained:
             if preset.model.init != "pretrained":
                 raise ValueError(f"--pretrained applies to the xlmr presets; {preset.name} pretrains its own encoder")
-            preset = replace(preset, model=replace(preset.model, pretrained=self.pretrained),
-                             data=replace(preset.data, tokenizer=self.pretrained))
+            preset = replace(
+                preset,
+                model=replace(preset.model, pretrained=self.pretrained),
+                data=replace(preset.data, tokenizer=self.pretrained),
+            )
         if self.pretrain == "auto" and preset.model.published:  # start from the shipped encoder, its tokenizer
             name = published.PREFIX + preset.model.published
-            preset = replace(preset, model=replace(preset.model, init="pretrained", pretrained=name),
-                             data=replace(preset.data, tokenizer=name))
+            preset = replace(
+                preset,
+                model=replace(preset.model, init="pretrained", pretrained=name),
+                data=replace(preset.data, tokenizer=name),
+            )
         elif self.pretrain == "train" and preset.pretrain is None:
-            raise ValueError(f"pretrain=train: preset {preset.name} starts from {preset.model.pretrained} and has no "
-                             "pretraining recipe")
+            raise ValueError(
+                f"pretrain=train: preset {preset.name} starts from {preset.model.pretrained} and has no "
+                "pretraining recipe"
+            )
         data = preset.data
         for name, value in (("source", self.source), ("local_dir", self.data_dir), ("hub_mirror", self.hub_mirror)):
             if value:
@@ -88,9 +96,13 @@ class Options:
     def __post_init__(self):
         get_preset(self.preset)
         parse_tasks(",".join(self.tasks))
-        checks = {"sampler": (self.sampler, SAMPLERS), "budget": (self.budget, BUDGETS),
-                  "select": (self.select, ("en", "avg")), "pretrain": (self.pretrain, PRETRAIN_CHOICES),
-                  "mixed_precision": (self.mixed_precision, ("no", "fp16", "bf16"))}
+        checks = {
+            "sampler": (self.sampler, SAMPLERS),
+            "budget": (self.budget, BUDGETS),
+            "select": (self.select, ("en", "avg")),
+            "pretrain": (self.pretrain, PRETRAIN_CHOICES),
+            "mixed_precision": (self.mixed_precision, ("no", "fp16", "bf16")),
+        }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -137,8 +149,10 @@ class Context:
     @cached_property
     def mlm_vocab(self) -> LanguageVocab:
         """Each language's tokens in the MLM corpus (train and dev), for the language softmax (mlm.py)."""
-        sets = {lang: [self.encoded("mlm", split, lang) for split in ("train", "dev")]
-                for lang in task_languages("mlm", "train")}
+        sets = {
+            lang: [self.encoded("mlm", split, lang) for split in ("train", "dev")]
+            for lang in task_languages("mlm", "train")
+        }
         return language_vocab(sets, len(self.tokenizer), self.tokenizer.mask_token_id)
 
     def encoded(self, task: str, split: str, lang: str = "en", labels: tuple[str, ...] | None = None) -> Encoded:
@@ -154,8 +168,10 @@ class Context:
     def input_files(self, task: str, split: str) -> dict[str, Path]:
         if self.data_dir is None:
             return {}
-        files = {f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
-                 for lang in task_languages(task, split)}
+        files = {
+            f"{task}-{split}-{lang}": unit_path(self.data_dir, task, split, lang)
+            for lang in task_languages(task, split)
+        }
         return {name: path for name, path in files.items() if path.exists()}
 
 
@@ -199,8 +215,10 @@ def build_model(init: str | None, heads: list[HeadSpec], ctx: Context, seed: int
         return model
     pretrained = XLMRobertaForMaskedLM.from_pretrained(init)
     if pretrained.config.vocab_size < len(ctx.tokenizer):
-        raise ValueError(f"model {init} has {pretrained.config.vocab_size} embeddings but the tokenizer "
-                         f"{ctx.tokenizer_dir} has {len(ctx.tokenizer)} tokens")
+        raise ValueError(
+            f"model {init} has {pretrained.config.vocab_size} embeddings but the tokenizer "
+            f"{ctx.tokenizer_dir} has {len(ctx.tokenizer)} tokens"
+        )
     model = MultiTaskModel(pretrained.config, heads)
     model.load_encoder_from(pretrained)
     return model
@@ -225,8 +243,9 @@ class PhaseOutput:
     metrics: dict[str, float]
 
 
-def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any],
-               body: Callable[[Path], dict[str, float]]) -> PhaseOutput:
+def _run_phase(
+    phase: str, key: str, params: dict[str, Any], tags: dict[str, Any], body: Callable[[Path], dict[str, float]]
+) -> PhaseOutput:
     """Reuse a finished run with this key, else run `body(work_dir, output_dir)` in a (resumed) run."""
     work = cache_dir() / "runs" / key
     work.mkdir(parents=True, exist_ok=True)
@@ -240,8 +259,14 @@ def _run_phase(phase: str, key: str, params: dict[str, Any], tags: dict[str, Any
         return _run_phase_locked(phase, key, work, params, tags, body)
 
 
-def _run_phase_ranks(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-                     body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_phase_ranks(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     """A multi-process launch: rank 0 decides (reuse or train) and tracks; every rank trains along."""
     reused = distributed.broadcast(_finished(phase, key, work) if distributed.is_main() else None)
     if reused is not None:
@@ -262,20 +287,35 @@ def _finished(phase: str, key: str, work: Path) -> PhaseOutput | None:
     if done is None:
         return None
     out_dir = work / "output"
-    path = out_dir if (out_dir / "DONE").exists() else Path(
-        mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+    path = (
+        out_dir
+        if (out_dir / "DONE").exists()
+        else Path(mlflow.artifacts.download_artifacts(run_id=done.info.run_id, artifact_path="output"))
+    )
     log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
     metrics = json.loads((path / "phase_metrics.json").read_text())
     return PhaseOutput(key, path, done.info.run_id, True, metrics)
 
 
-def _run_phase_locked(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-                      body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_phase_locked(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     return _finished(phase, key, work) or _run_new(phase, key, work, params, tags, body)
 
 
-def _run_new(phase: str, key: str, work: Path, params: dict[str, Any], tags: dict[str, Any],
-             body: Callable[[Path, Path], dict[str, float]]) -> PhaseOutput:
+def _run_new(
+    phase: str,
+    key: str,
+    work: Path,
+    params: dict[str, Any],
+    tags: dict[str, Any],
+    body: Callable[[Path, Path], dict[str, float]],
+) -> PhaseOutput:
     """`body` in a new (or resumed, if unfinished) run of this key; its output logged as artifacts."""
     out_dir = work / "output"
     with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:
@@ -288,18 +328,44 @@ def _run_new(phase: str, key: str, work: Path, params: dict[str, Any], tags: dic
         return PhaseOutput(key, out_dir, run.info.run_id, False, metrics)
 
 
-def _train(phase: str, opts: Options, tc, ctx: Context, model: MultiTaskModel, train: dict[str, Encoded],
-           dev: dict[str, dict[str, Encoded]], work: Path, seed: int, attempt: int = 0) -> PhaseResult:
+def _train(
+    phase: str,
+    opts: Options,
+    tc,
+    ctx: Context,
+    model: MultiTaskModel,
+    train: dict[str, Encoded],
+    dev: dict[str, dict[str, Encoded]],
+    work: Path,
+    seed: int,
+    attempt: int = 0,
+) -> PhaseResult:
     """One training run of a phase, its dev curve and checkpoints tracked (a restart's under `restart<n>/`)."""
-    cfg = PhaseConfig(phase, tc, seed=seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
-                      budget=opts.budget, select=opts.select, mixed_precision=opts.mixed_precision)
+    cfg = PhaseConfig(
+        phase,
+        tc,
+        seed=seed,
+        sampler=opts.sampler,
+        temperature=opts.temperature,
+        cap=opts.cap,
+        budget=opts.budget,
+        select=opts.select,
+        mixed_precision=opts.mixed_precision,
+    )
     prefix, label = (f"restart{attempt}/", f"{phase}-restart{attempt}") if attempt else ("", phase)
     result = train_phase(
-        cfg, model, train, dev, ctx.tokenizer, work / (f"train-restart{attempt}" if attempt else "train"),
-        on_metrics=lambda m, step: tracking.log_metrics({prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/")
-                                                                   else k): v for k, v in m.items()}, step),
+        cfg,
+        model,
+        train,
+        dev,
+        ctx.tokenizer,
+        work / (f"train-restart{attempt}" if attempt else "train"),
+        on_metrics=lambda m, step: tracking.log_metrics(
+            {prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/") else k): v for k, v in m.items()}, step
+        ),
         on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, label),
-        progress=opts.progress)
+        progress=opts.progress,
+    )
     if attempt:
         mlflow.log_metrics({f"{prefix}best_step": result.best_step, f"{prefix}best_score": result.best_score})
     return result
@@ -316,9 +382,15 @@ def restart_seed(seed: int, attempt: int) -> int:
 
 
 def pretrain_key(opts: Options, preset: Preset) -> str:
-    return tracking.make_key(phase="pretrain", data=data_key(preset.data), tokenizer=TOKENIZER_VERSION,
-                             model=key_fields(preset.model),
-                             train=key_fields(preset.pretrain), seed=opts.pretrain_seed, mp=opts.mixed_precision)
+    return tracking.make_key(
+        phase="pretrain",
+        data=data_key(preset.data),
+        tokenizer=TOKENIZER_VERSION,
+        model=key_fields(preset.model),
+        train=key_fields(preset.pretrain),
+        seed=opts.pretrain_seed,
+        mp=opts.mixed_precision,
+    )
 
 
 def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
@@ -338,12 +410,20 @@ def run_pretrain(opts: Options, ctx: Context) -> PhaseOutput:
         _log_best(result)
         model.to_masked_lm().save_pretrained(str(out), safe_serialization=True)
         ctx.tokenizer.save_pretrained(str(out))
-        return {"mlm_loss": result.best_metrics["mlm/loss"], "steps": result.steps,
-                "seconds": time.monotonic() - start}
+        return {"mlm_loss": result.best_metrics["mlm/loss"], "steps": result.steps, "seconds": time.monotonic() - start}
 
-    return _run_phase("pretrain", key, {"preset": preset.name, "seed": opts.pretrain_seed,
-                                        **_flat("train", asdict(preset.pretrain)), **_flat("model", asdict(preset.model))},
-                      {"preset": preset.name, "seed": opts.pretrain_seed}, body)
+    return _run_phase(
+        "pretrain",
+        key,
+        {
+            "preset": preset.name,
+            "seed": opts.pretrain_seed,
+            **_flat("train", asdict(preset.pretrain)),
+            **_flat("model", asdict(preset.model)),
+        },
+        {"preset": preset.name, "seed": opts.pretrain_seed},
+        body,
+    )
 
 
 def use_mlm_softmax(model: MultiTaskModel, tc: TrainConfig, ctx: Context) -> None:
@@ -400,9 +480,18 @@ def fine_tune_config(tc: TrainConfig, opts: Options) -> TrainConfig:
 
 def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.intermediate, opts)
-    key = tracking.make_key(phase="intermediate", init=init_key, tasks=sorted(opts.tasks), train=key_fields(tc),
-                            seed=opts.seed, sampler=opts.sampler, temperature=opts.temperature, cap=opts.cap,
-                            budget=opts.budget, mp=opts.mixed_precision)
+    key = tracking.make_key(
+        phase="intermediate",
+        init=init_key,
+        tasks=sorted(opts.tasks),
+        train=key_fields(tc),
+        seed=opts.seed,
+        sampler=opts.sampler,
+        temperature=opts.temperature,
+        cap=opts.cap,
+        budget=opts.budget,
+        mp=opts.mixed_precision,
+    )
     subset = subset_name(opts.tasks)
 
     def body(work: Path, out: Path) -> dict[str, float]:
@@ -413,8 +502,10 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
         dev = {t: {"en": ctx.encoded(t, "dev", labels=train[t].labels)} for t in opts.tasks}
         if tc.mlm_share > 0:  # continued multilingual MLM (its head comes from pretraining)
             if ctx.preset.pretrain is None:
-                raise ValueError(f"preset {ctx.preset.name}: intermediate mlm_share needs the preset's own MLM "
-                                 "corpus, which only offline presets have")
+                raise ValueError(
+                    f"preset {ctx.preset.name}: intermediate mlm_share needs the preset's own MLM "
+                    "corpus, which only offline presets have"
+                )
             tracking.log_inputs(ctx.input_files("mlm", "train"), "train")
             heads.append(HeadSpec("mlm", "mlm"))
             train["mlm"] = mlm_corpus(ctx, "train")
@@ -426,17 +517,28 @@ def run_intermediate(opts: Options, ctx: Context, init: str | None, init_key: st
         save_multitask(model, ctx.tokenizer, out)
         return result.best_metrics
 
-    return _run_phase("intermediate", key, {"tasks": ",".join(opts.tasks), "seed": opts.seed, "sampler": opts.sampler,
-                                            "temperature": opts.temperature, "cap": opts.cap, "budget": opts.budget,
-                                            **_flat("train", asdict(tc))},
-                      {"preset": ctx.preset.name, "subset": subset, "k": len(opts.tasks), "seed": opts.seed},
-                      body)
+    return _run_phase(
+        "intermediate",
+        key,
+        {
+            "tasks": ",".join(opts.tasks),
+            "seed": opts.seed,
+            "sampler": opts.sampler,
+            "temperature": opts.temperature,
+            "cap": opts.cap,
+            "budget": opts.budget,
+            **_flat("train", asdict(tc)),
+        },
+        {"preset": ctx.preset.name, "subset": subset, "k": len(opts.tasks), "seed": opts.seed},
+        body,
+    )
 
 
 def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> PhaseOutput:
     tc = fine_tune_config(ctx.preset.target, opts)
-    key = tracking.make_key(phase="target", init=init_key, train=key_fields(tc), seed=opts.seed, select=opts.select,
-                            mp=opts.mixed_precision)
+    key = tracking.make_key(
+        phase="target", init=init_key, train=key_fields(tc), seed=opts.seed, select=opts.select, mp=opts.mixed_precision
+    )
 
     def body(work: Path, out: Path) -> dict[str, float]:
         tracking.log_inputs(ctx.input_files("xnli", "train"), "train")
@@ -449,17 +551,35 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
         best: PhaseResult | None = None
         for attempt in range(tc.restarts + 1):
             if attempt:
-                log.warning("target: best dev score %.4f is below %s after %d steps (still on the plateau); "
-                            "restart %d of %d with seed %d", result.best_score, tc.stop_above, result.steps,
-                            attempt, tc.restarts, restart_seed(opts.seed, attempt))
+                log.warning(
+                    "target: best dev score %.4f is below %s after %d steps (still on the plateau); "
+                    "restart %d of %d with seed %d",
+                    result.best_score,
+                    tc.stop_above,
+                    result.steps,
+                    attempt,
+                    tc.restarts,
+                    restart_seed(opts.seed, attempt),
+                )
             model = build_model(init, [head_for("xnli", ctx)], ctx, restart_seed(opts.seed, attempt))
-            result = _train("target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt),
-                            attempt)
+            result = _train("target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt), attempt)
             if dev is not dev_all:  # the model holds the attempt's best weights
-                result = replace(result, best_metrics={**result.best_metrics, **evaluate_tasks(
-                    model, dev_all, ctx.tokenizer.pad_token_id, ctx.tokenizer.mask_token_id, len(ctx.tokenizer),
-                    batch_size=max(32, tc.batch_size), seed=restart_seed(opts.seed, attempt),
-                    device=next(model.parameters()).device)})
+                result = replace(
+                    result,
+                    best_metrics={
+                        **result.best_metrics,
+                        **evaluate_tasks(
+                            model,
+                            dev_all,
+                            ctx.tokenizer.pad_token_id,
+                            ctx.tokenizer.mask_token_id,
+                            len(ctx.tokenizer),
+                            batch_size=max(32, tc.batch_size),
+                            seed=restart_seed(opts.seed, attempt),
+                            device=next(model.parameters()).device,
+                        ),
+                    },
+                )
             if best is None or result.best_score > best.best_score:
                 best, best_attempt = result, attempt
                 model.save_sequence_classification(out, ctx.tokenizer)
@@ -469,9 +589,13 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
         mlflow.log_metrics({"attempts": attempt + 1, "best_attempt": best_attempt})
         return {**best.best_metrics, ATTEMPTS: attempt + 1}
 
-    return _run_phase("target", key, {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
-                      {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks),
-                       "subset": subset_name(opts.tasks)}, body)
+    return _run_phase(
+        "target",
+        key,
+        {"seed": opts.seed, "select": opts.select, **_flat("train", asdict(tc))},
+        {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks), "subset": subset_name(opts.tasks)},
+        body,
+    )
 
 
 def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) -> PhaseOutput:
@@ -485,15 +609,24 @@ def run_evaluate(opts: Options, ctx: Context, model_dir: str, model_key: str) ->
         tracking.log_metrics(metrics)
         mlflow.log_table(report_table(metrics), "xnli_test_accuracy.json")
         mlflow.log_dict(confusion, "confusion_matrices.json")
-        fig = report_figure(metrics, confusion, f"zero-shot XNLI test ({ctx.preset.name}"
-                            f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})")
+        fig = report_figure(
+            metrics,
+            confusion,
+            f"zero-shot XNLI test ({ctx.preset.name}"
+            f"{', synthetic world' if ctx.preset.data.source == 'synthetic' else ''})",
+        )
         mlflow.log_figure(fig, "xnli_test_accuracy.png")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps({"metrics": metrics, "confusion": confusion}, indent=1))
         return metrics
 
-    return _run_phase("evaluate", key, {"model": model_dir}, {"preset": ctx.preset.name, "seed": opts.seed,
-                                                               "k": len(opts.tasks)}, body)
+    return _run_phase(
+        "evaluate",
+        key,
+        {"model": model_dir},
+        {"preset": ctx.preset.name, "seed": opts.seed, "k": len(opts.tasks)},
+        body,
+    )
 
 
 def run_through_target(opts: Options, ctx: Context) -> PhaseOutput:
@@ -515,5 +648,8 @@ def run_pipeline(opts: Options) -> dict[str, Any]:
     target = run_through_target(opts, ctx)
     ev = run_evaluate(opts, ctx, str(target.path), target.key)
     dev = {f"dev/{k}": v for k, v in target.metrics.items() if k != ATTEMPTS}
-    return {"target": target, "evaluate": ev,
-            "metrics": {**dev, "target/attempts": target.metrics.get(ATTEMPTS, 1), **ev.metrics}}
+    return {
+        "target": target,
+        "evaluate": ev,
+        "metrics": {**dev, "target/attempts": target.metrics.get(ATTEMPTS, 1), **ev.metrics},
+    }

@@ -28,8 +28,11 @@ def key_fields(obj: Any) -> Any:
         if f.metadata.get("key", True) is False:
             continue
         value = getattr(obj, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        )
         if value != default:
             out[f.name] = key_fields(value)
     return out
@@ -62,7 +65,9 @@ class DataConfig:
 
     def __post_init__(self):
         if self.language_shares not in LANGUAGE_SHARES:
-            raise ValueError(f"language_shares must be one of {', '.join(LANGUAGE_SHARES)}; got {self.language_shares!r}")
+            raise ValueError(
+                f"language_shares must be one of {', '.join(LANGUAGE_SHARES)}; got {self.language_shares!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -164,75 +169,174 @@ _TINY = Preset(
     # docs/miniature.md has the probes behind every choice here.
     data=DataConfig(vocab_size=6500, language_shares="cc100"),
     # Small but deep (K et al. 2020: depth matters most for cross-lingual ability); no dropout.
-    model=ModelConfig(hidden_size=64, num_layers=4, num_heads=2, intermediate_size=256, max_length=128, dropout=0.0,
-                      published="stilts-mini-xlmr"),
+    model=ModelConfig(
+        hidden_size=64,
+        num_layers=4,
+        num_heads=2,
+        intermediate_size=256,
+        max_length=128,
+        dropout=0.0,
+        published="stilts-mini-xlmr",
+    ),
     # Pretrained once, long (multilinguality appears after the MLM loss plateaus; Dufter & Schuetze 2020), and
     # shipped: pipelines start from stilts_mlflow/encoders/stilts-mini-xlmr; `--pretrain train` reruns this.
-    pretrain=TrainConfig(learning_rate=2e-3, batch_size=64, steps=36000, eval_every=3000, checkpoint_every=1000,
-                         mlm_probability=0.3, mlm_softmax="language"),
+    pretrain=TrainConfig(
+        learning_rate=2e-3,
+        batch_size=64,
+        steps=36000,
+        eval_every=3000,
+        checkpoint_every=1000,
+        mlm_probability=0.3,
+        mlm_softmax="language",
+    ),
     # Intermediate: a fifth of the steps keep up multilingual MLM (Phang et al. 2020, Sec. 6), which keeps the
     # target phase from starting on a collapsed encoder.
-    intermediate=TrainConfig(learning_rate=5e-4, batch_size=32, steps=400, eval_every=200, checkpoint_every=200,
-                             freeze_embeddings=True, mlm_share=0.2, mlm_probability=0.3, mlm_softmax="language"),
+    intermediate=TrainConfig(
+        learning_rate=5e-4,
+        batch_size=32,
+        steps=400,
+        eval_every=200,
+        checkpoint_every=200,
+        freeze_embeddings=True,
+        mlm_share=0.2,
+        mlm_probability=0.3,
+        mlm_softmax="language",
+    ),
     # Target: English NLI on frozen word embeddings (Wu & Dredze 2019). Frozen lower layers transferred better at
     # k = 0 but kept runs after intermediate tasks on the plateau (docs/miniature.md). The target phase sits on a
     # plateau (loss ln 3) until the encoder finds the comparison
     # of the two property words, a matter of seeds: early stopping only counts once English dev passed 0.5
     # (`stop_above`), an evaluation is progress only above `min_delta`, and a run that never leaves the plateau
     # restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most.
-    target=TrainConfig(learning_rate=1e-3, batch_size=64, steps=4000, warmup_ratio=0.1, eval_every=250,
-                       checkpoint_every=250, patience=1, min_steps=1000, min_delta=0.01, stop_above=0.5,
-                       freeze_embeddings=True, restarts=2),
+    target=TrainConfig(
+        learning_rate=1e-3,
+        batch_size=64,
+        steps=4000,
+        warmup_ratio=0.1,
+        eval_every=250,
+        checkpoint_every=250,
+        patience=1,
+        min_steps=1000,
+        min_delta=0.01,
+        stop_above=0.5,
+        freeze_embeddings=True,
+        restarts=2,
+    ),
 )
 
 # Training tokens/s at 30% of each GPU's dense bf16 peak (A100 312, H100 SXM 989, L4 121 TFLOP/s) over
 # 6 x the non-embedding parameters per token (XLM-R base 85M: 0.52 GFLOP; large 302M: 1.83 GFLOP); a micro-batch
 # of 4-8 short sequences is launch-bound, hence the fixed cost per micro-batch.
-_XLMR_BASE_SPEED = Throughput(gpu="A100-80GB", tokens_per_second={"A100-80GB": 180_000, "H100-SXM": 570_000,
-                                                                  "L4": 70_000},
-                              batch_overhead_s=0.012, basis="30% of dense bf16 peak, 6 x 85M FLOPs per token")
-_XLMR_LARGE_SPEED = Throughput(gpu="A100-80GB", tokens_per_second={"A100-80GB": 51_000, "H100-SXM": 162_000,
-                                                                   "L4": 20_000},
-                               batch_overhead_s=0.025, basis="30% of dense bf16 peak, 6 x 302M FLOPs per token")
+_XLMR_BASE_SPEED = Throughput(
+    gpu="A100-80GB",
+    tokens_per_second={"A100-80GB": 180_000, "H100-SXM": 570_000, "L4": 70_000},
+    batch_overhead_s=0.012,
+    basis="30% of dense bf16 peak, 6 x 85M FLOPs per token",
+)
+_XLMR_LARGE_SPEED = Throughput(
+    gpu="A100-80GB",
+    tokens_per_second={"A100-80GB": 51_000, "H100-SXM": 162_000, "L4": 20_000},
+    batch_overhead_s=0.025,
+    basis="30% of dense bf16 peak, 6 x 302M FLOPs per token",
+)
 
 _XLMR_BASE = Preset(
-    name="xlmr-base", description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
-    data=DataConfig(source="hub", tokenizer="FacebookAI/xlm-roberta-base", task_train=0, task_eval=0,
-                    xnli_train=0, xnli_dev=0, xnli_test=0),
-    model=ModelConfig(init="pretrained", pretrained="FacebookAI/xlm-roberta-base", hidden_size=768,
-                      num_layers=12, num_heads=12, intermediate_size=3072, max_length=256),
+    name="xlmr-base",
+    description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
+    data=DataConfig(
+        source="hub",
+        tokenizer="FacebookAI/xlm-roberta-base",
+        task_train=0,
+        task_eval=0,
+        xnli_train=0,
+        xnli_dev=0,
+        xnli_test=0,
+    ),
+    model=ModelConfig(
+        init="pretrained",
+        pretrained="FacebookAI/xlm-roberta-base",
+        hidden_size=768,
+        num_layers=12,
+        num_heads=12,
+        intermediate_size=3072,
+        max_length=256,
+    ),
     pretrain=None,
-    intermediate=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=3,
-                             eval_every=1000, patience=30, checkpoint_every=1000),
-    target=TrainConfig(learning_rate=1e-5, batch_size=8, grad_accum=4, steps=0, epochs=2, eval_every=1000,
-                       patience=30, checkpoint_every=1000),
+    intermediate=TrainConfig(
+        learning_rate=1e-5,
+        batch_size=8,
+        grad_accum=4,
+        steps=0,
+        epochs=3,
+        eval_every=1000,
+        patience=30,
+        checkpoint_every=1000,
+    ),
+    target=TrainConfig(
+        learning_rate=1e-5,
+        batch_size=8,
+        grad_accum=4,
+        steps=0,
+        epochs=2,
+        eval_every=1000,
+        patience=30,
+        checkpoint_every=1000,
+    ),
     throughput=_XLMR_BASE_SPEED,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    replace(
-        _TINY, name="smoke", description="tests: whole pipeline in well under a minute",
-        data=DataConfig(mlm_docs_per_lang=120, task_train=96, task_eval=24, xnli_train=192, xnli_dev=24,
-                        xnli_test=24, vocab_size=1500),
-        model=ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96),
-        pretrain=TrainConfig(learning_rate=1e-3, batch_size=16, steps=30, eval_every=15, checkpoint_every=10,
-                             mlm_softmax="language"),
-        intermediate=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6, freeze_embeddings=True,
-                                 mlm_share=0.2, mlm_softmax="language"),
-        target=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6, freeze_embeddings=True),
-    ),
-    _TINY,
-    _XLMR_BASE,
-    replace(
-        _XLMR_BASE, name="xlmr-large", description="the paper's recipe: XLM-R large, real datasets",
-        data=replace(_XLMR_BASE.data, tokenizer="FacebookAI/xlm-roberta-large"),
-        model=replace(_XLMR_BASE.model, pretrained="FacebookAI/xlm-roberta-large", hidden_size=1024, num_layers=24,
-                      num_heads=16, intermediate_size=4096),
-        intermediate=replace(_XLMR_BASE.intermediate, batch_size=4, grad_accum=1),
-        target=replace(_XLMR_BASE.target, batch_size=4, grad_accum=8),
-        throughput=_XLMR_LARGE_SPEED,
-    ),
-)}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        replace(
+            _TINY,
+            name="smoke",
+            description="tests: whole pipeline in well under a minute",
+            data=DataConfig(
+                mlm_docs_per_lang=120,
+                task_train=96,
+                task_eval=24,
+                xnli_train=192,
+                xnli_dev=24,
+                xnli_test=24,
+                vocab_size=1500,
+            ),
+            model=ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=96),
+            pretrain=TrainConfig(
+                learning_rate=1e-3, batch_size=16, steps=30, eval_every=15, checkpoint_every=10, mlm_softmax="language"
+            ),
+            intermediate=TrainConfig(
+                batch_size=8,
+                steps=12,
+                eval_every=6,
+                checkpoint_every=6,
+                freeze_embeddings=True,
+                mlm_share=0.2,
+                mlm_softmax="language",
+            ),
+            target=TrainConfig(batch_size=8, steps=12, eval_every=6, checkpoint_every=6, freeze_embeddings=True),
+        ),
+        _TINY,
+        _XLMR_BASE,
+        replace(
+            _XLMR_BASE,
+            name="xlmr-large",
+            description="the paper's recipe: XLM-R large, real datasets",
+            data=replace(_XLMR_BASE.data, tokenizer="FacebookAI/xlm-roberta-large"),
+            model=replace(
+                _XLMR_BASE.model,
+                pretrained="FacebookAI/xlm-roberta-large",
+                hidden_size=1024,
+                num_layers=24,
+                num_heads=16,
+                intermediate_size=4096,
+            ),
+            intermediate=replace(_XLMR_BASE.intermediate, batch_size=4, grad_accum=1),
+            target=replace(_XLMR_BASE.target, batch_size=4, grad_accum=8),
+            throughput=_XLMR_LARGE_SPEED,
+        ),
+    )
+}
 
 
 def get_preset(name: str) -> Preset:

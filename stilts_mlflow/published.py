@@ -41,8 +41,10 @@ def path(name: str) -> Path:
     name = name.removeprefix(PREFIX)
     out = ENCODERS_DIR / name
     if not (out / MANIFEST).exists():
-        raise PublishedEncoderError(f"no published encoder {name!r}: {out / MANIFEST} is missing "
-                                    f"(make it with `stilts pretrain --preset tiny --publish {out}`)")
+        raise PublishedEncoderError(
+            f"no published encoder {name!r}: {out / MANIFEST} is missing "
+            f"(make it with `stilts pretrain --preset tiny --publish {out}`)"
+        )
     return out
 
 
@@ -60,36 +62,51 @@ def world_fingerprint(data_cfg) -> str:
 
     world = World(data_cfg.world_seed)
     tasks = SyntheticTasks(world)
-    blob = {"version": WORLD_VERSION, "data": data_fields(data_cfg),
-            "vocabulary": {lang: world.realizers[lang].v.forms for lang in XNLI_LANGUAGES},
-            "mlm": {lang: [r["text"] for r in tasks.generate("mlm", "train", lang, FINGERPRINT_SAMPLE)]
-                    for lang in XNLI_LANGUAGES},
-            "xnli": {lang: tasks.generate("xnli", "test", lang, FINGERPRINT_SAMPLE) for lang in XNLI_LANGUAGES}}
+    blob = {
+        "version": WORLD_VERSION,
+        "data": data_fields(data_cfg),
+        "vocabulary": {lang: world.realizers[lang].v.forms for lang in XNLI_LANGUAGES},
+        "mlm": {
+            lang: [r["text"] for r in tasks.generate("mlm", "train", lang, FINGERPRINT_SAMPLE)]
+            for lang in XNLI_LANGUAGES
+        },
+        "xnli": {lang: tasks.generate("xnli", "test", lang, FINGERPRINT_SAMPLE) for lang in XNLI_LANGUAGES},
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def host() -> str:
     """The CPU model and core count (wall times are only comparable on one host)."""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} CPUs"
 
 
-def write_manifest(out: Path, preset, seed: int, steps: int, wall_seconds: float, metrics: dict[str, float]
-                   ) -> dict[str, Any]:
+def write_manifest(
+    out: Path, preset, seed: int, steps: int, wall_seconds: float, metrics: dict[str, float]
+) -> dict[str, Any]:
     """The manifest of an encoder directory just written (sha256 of every other file in it)."""
     out = Path(out)
     files = {f.name: sha256(f) for f in sorted(out.iterdir()) if f.is_file() and f.name != MANIFEST}
     manifest = {
-        "name": REGISTERED_NAME, "format": 1, "preset": preset.name,
+        "name": REGISTERED_NAME,
+        "format": 1,
+        "preset": preset.name,
         "world": {"fingerprint": world_fingerprint(preset.data)},
         "recipe": {"data": asdict(preset.data), "model": asdict(preset.model), "pretrain": asdict(preset.pretrain)},
-        "seed": seed, "steps": steps, "wall_seconds": round(wall_seconds, 1),
+        "seed": seed,
+        "steps": steps,
+        "wall_seconds": round(wall_seconds, 1),
         "host": host(),
-        "created": time.strftime("%Y-%m-%d", time.gmtime()), "metrics": metrics, "files": files,
+        "created": time.strftime("%Y-%m-%d", time.gmtime()),
+        "metrics": metrics,
+        "files": files,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
@@ -103,8 +120,9 @@ def publish(source: Path, target: Path, preset, seed: int, metrics: dict[str, fl
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("DONE", "phase_metrics.json"))
-        manifest = write_manifest(tmp, preset, seed, int(metrics["steps"]), metrics["seconds"],
-                                  {"mlm_dev_loss": metrics["mlm_loss"]})
+        manifest = write_manifest(
+            tmp, preset, seed, int(metrics["steps"]), metrics["seconds"], {"mlm_dev_loss": metrics["mlm_loss"]}
+        )
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if target.exists():
@@ -148,7 +166,8 @@ def verify(directory: Path, data_cfg=None) -> dict[str, Any]:
             raise PublishedEncoderError(
                 f"{directory / MANIFEST}: world fingerprint {manifest['world']['fingerprint'][:12]} differs from the "
                 f"generator's {now[:12]}: the world changed since this encoder was pretrained; publish a new one "
-                f"(`stilts pretrain --preset {manifest['preset']} --publish {directory}`)")
+                f"(`stilts pretrain --preset {manifest['preset']} --publish {directory}`)"
+            )
     return manifest
 
 
@@ -171,12 +190,19 @@ def register(directory: Path) -> str:
         if mv.tags.get("sha256") == digest:
             break
     else:
-        model = mlflow.initialize_logged_model(name=REGISTERED_NAME, model_type="transformers-xlm-roberta-masked-lm",
-                                               tags={"stilts.published": "true"})
+        model = mlflow.initialize_logged_model(
+            name=REGISTERED_NAME, model_type="transformers-xlm-roberta-masked-lm", tags={"stilts.published": "true"}
+        )
         client.log_model_artifacts(model.model_id, str(directory))
         mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-        tags = {"sha256": digest, "world_fingerprint": manifest["world"]["fingerprint"], "preset": manifest["preset"],
-                "steps": str(manifest["steps"]), "seed": str(manifest["seed"]), "created": manifest["created"]}
+        tags = {
+            "sha256": digest,
+            "world_fingerprint": manifest["world"]["fingerprint"],
+            "preset": manifest["preset"],
+            "steps": str(manifest["steps"]),
+            "seed": str(manifest["seed"]),
+            "created": manifest["created"],
+        }
         mv = mlflow.register_model(f"models:/{model.model_id}", REGISTERED_NAME, tags=tags)
         log.info("registered the published encoder as models:/%s/%s", REGISTERED_NAME, mv.version)
     if client.get_registered_model(REGISTERED_NAME).aliases.get(ALIAS) != mv.version:

@@ -33,15 +33,17 @@ def dev_avg(row: dict[str, Any]) -> float:
     return row["metrics"].get("dev/xnli/accuracy.avg", float("nan"))
 
 
-
 def log_target_model(target_run: str, subset: str) -> str:
     """The target phase's XLMRobertaForSequenceClassification directory as an MLflow LoggedModel of its run
     (MLflow 3 registers logged models); `models:/stilts-xnli@alias` then downloads that directory."""
     client = MlflowClient()
     local = mlflow.artifacts.download_artifacts(run_id=target_run, artifact_path="output")
-    model = mlflow.initialize_logged_model(name=f"xnli-{subset}", source_run_id=target_run,
-                                           model_type="transformers-xlm-roberta-sequence-classification",
-                                           tags={"stilts.subset": subset})
+    model = mlflow.initialize_logged_model(
+        name=f"xnli-{subset}",
+        source_run_id=target_run,
+        model_type="transformers-xlm-roberta-sequence-classification",
+        tags={"stilts.subset": subset},
+    )
     client.log_model_artifacts(model.model_id, local)
     mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     return model.model_id
@@ -60,11 +62,19 @@ def register_best(rows: list[dict[str, Any]], preset: str) -> dict[str, str]:
     registered = {v.tags.get("run_id"): v for v in client.search_model_versions(f"name='{MODEL_NAME}'")}
     for name, r in sorted(best.items()):
         langs = {k.rsplit(".", 1)[1]: v for k, v in r["metrics"].items() if k.startswith("dev/xnli/accuracy.")}
-        tags = {"subset": name, "k": str(r["k"]), "seed": str(r["seed"]), "run_id": r["target_run"],
-                "pipeline_run_id": r["run_id"], "preset": preset, "xnli_dev_avg": f"{dev_avg(r):.4f}",
-                **{f"dev_{lang}": f"{v:.4f}" for lang, v in langs.items()}}
+        tags = {
+            "subset": name,
+            "k": str(r["k"]),
+            "seed": str(r["seed"]),
+            "run_id": r["target_run"],
+            "pipeline_run_id": r["run_id"],
+            "preset": preset,
+            "xnli_dev_avg": f"{dev_avg(r):.4f}",
+            **{f"dev_{lang}": f"{v:.4f}" for lang, v in langs.items()},
+        }
         mv = registered.get(r["target_run"]) or mlflow.register_model(
-            f"models:/{log_target_model(r['target_run'], name)}", MODEL_NAME, tags=tags)
+            f"models:/{log_target_model(r['target_run'], name)}", MODEL_NAME, tags=tags
+        )
         versions[name] = (mv, r)
     aliases = {}
     for name, (mv, _) in versions.items():
@@ -102,8 +112,10 @@ def xnli_dev(preset: str) -> dict[str, list[tuple[str, str, str]]]:
     from stilts_mlflow.world import XNLI_LANGUAGES
 
     loader = Context(get_preset(preset)).loader
-    return {lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "dev", lang)]
-            for lang in XNLI_LANGUAGES}
+    return {
+        lang: [(r["text_a"], r["text_b"], r["label"]) for r in loader.load("xnli", "dev", lang)]
+        for lang in XNLI_LANGUAGES
+    }
 
 
 def parity_samples(dev: dict[str, list[tuple[str, str, str]]]) -> dict[str, list[tuple[str, str]]]:
@@ -116,9 +128,11 @@ def _signature():
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     labels = ("entailment", "neutral", "contradiction")
-    return ModelSignature(inputs=Schema([ColSpec("string", "premise"), ColSpec("string", "hypothesis")]),
-                          outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"p_{x}") for x in labels]),
-                          params=ParamSchema([ParamSpec("variant", "string", "fp32")]))
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "premise"), ColSpec("string", "hypothesis")]),
+        outputs=Schema([ColSpec("string", "label")] + [ColSpec("double", f"p_{x}") for x in labels]),
+        params=ParamSchema([ParamSpec("variant", "string", "fp32")]),
+    )
 
 
 def save_onnx_pyfunc(export_dir: Path, path: Path, example: list[tuple[str, str]]) -> Path:
@@ -131,11 +145,20 @@ def save_onnx_pyfunc(export_dir: Path, path: Path, example: list[tuple[str, str]
     from mlflow.models import Model
 
     mlflow.pyfunc.save_model(
-        str(path), python_model=str(SERVING_DIR / "pyfunc.py"), artifacts={"export": str(export_dir)},
-        code_paths=[str(SERVING_DIR)], signature=_signature(),
+        str(path),
+        python_model=str(SERVING_DIR / "pyfunc.py"),
+        artifacts={"export": str(export_dir)},
+        code_paths=[str(SERVING_DIR)],
+        signature=_signature(),
         input_example=pd.DataFrame(example, columns=["premise", "hypothesis"]),
-        pip_requirements=[f"mlflow=={mlflow.__version__}", f"onnxruntime=={onnxruntime.__version__}",
-                          f"tokenizers=={tokenizers.__version__}", "numpy", "pandas"])
+        pip_requirements=[
+            f"mlflow=={mlflow.__version__}",
+            f"onnxruntime=={onnxruntime.__version__}",
+            f"tokenizers=={tokenizers.__version__}",
+            "numpy",
+            "pandas",
+        ],
+    )
     meta = Model.load(str(path / "MLmodel"))
     data = next(str(p.relative_to(path)) for p in path.rglob("model.opt.onnx"))
     meta.add_flavor("onnx", onnx_version=onnx.__version__, data=data, providers=["CPUExecutionProvider"])
@@ -159,8 +182,10 @@ def integrity_tags(export_dir: Path) -> dict[str, str]:
     from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, sha256_file
 
     checksums = json.loads((export_dir / CHECKSUM_FILE).read_text())
-    return {MANIFEST_TAG: sha256_file(export_dir / CHECKSUM_FILE),
-            **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")}}
+    return {
+        MANIFEST_TAG: sha256_file(export_dir / CHECKSUM_FILE),
+        **{f"sha256.{Path(f).name}": h for f, h in checksums.items() if f.endswith(".onnx")},
+    }
 
 
 def export_version(mv, preset: str | None = None, dev: dict | None = None):
@@ -176,20 +201,36 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
     dev = dev if dev is not None else xnli_dev(preset)
     samples = parity_samples(dev)
     key = tracking.make_key(kind="export", model=mv.name, version=mv.version, run_id=mv.tags.get("run_id"))
-    tags = {"phase": "export", "preset": preset, "subset": mv.tags.get("subset", ""), "source": f"{mv.name}/{mv.version}"}
-    with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    tags = {
+        "phase": "export",
+        "preset": preset,
+        "subset": mv.tags.get("subset", ""),
+        "source": f"{mv.name}/{mv.version}",
+    }
+    with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, tempfile.TemporaryDirectory() as tmp:
         source = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=f"{tmp}/source")
         report = export_model(source, Path(tmp) / "export", samples, dev)
         tracking.log_metrics(report.metrics())
         mlflow.log_dict(json.loads((Path(tmp) / "export" / "export_report.json").read_text()), "export_report.json")
-        model_id = log_onnx_model(Path(tmp) / "export", run.info.run_id, f"onnx-{mv.tags.get('subset', mv.version)}",
-                                  samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1])
+        model_id = log_onnx_model(
+            Path(tmp) / "export",
+            run.info.run_id,
+            f"onnx-{mv.tags.get('subset', mv.version)}",
+            samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1],
+        )
         pins = integrity_tags(Path(tmp) / "export")
-    tags = {**mv.tags, "source_model": mv.name, "source_version": str(mv.version), "export_run_id": run.info.run_id,
-            **pins,
-            **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in report.metrics().items()
-               if "parity" in k or k.endswith("accuracy.avg") or "delta" in k or "size" in k or "seconds" in k}}
+    tags = {
+        **mv.tags,
+        "source_model": mv.name,
+        "source_version": str(mv.version),
+        "export_run_id": run.info.run_id,
+        **pins,
+        **{
+            k.removeprefix("export/").replace("/", "."): f"{v:.6g}"
+            for k, v in report.metrics().items()
+            if "parity" in k or k.endswith("accuracy.avg") or "delta" in k or "size" in k or "seconds" in k
+        },
+    }
     return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)
 
 

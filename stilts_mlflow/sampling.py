@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 SAMPLERS: tuple[str, ...] = ("proportional", "temperature", "capped")
 
 
-def task_weights(sizes: dict[str, int], method: str = "proportional", temperature: float = 2.0,
-                 cap: int = 0) -> dict[str, float]:
+def task_weights(
+    sizes: dict[str, int], method: str = "proportional", temperature: float = 2.0, cap: int = 0
+) -> dict[str, float]:
     if method not in SAMPLERS:
         raise ValueError(f"unknown sampler {method!r}; allowed: {', '.join(SAMPLERS)}")
     if any(n <= 0 for n in sizes.values()):
@@ -66,8 +67,8 @@ class BatchStream:
         chunk = self.batch_size * 50
         out = []
         for i in range(0, len(idx), chunk):
-            part = sorted(idx[i:i + chunk], key=lambda j: self.lengths[j])
-            out.extend(part[k:k + self.batch_size] for k in range(0, len(part), self.batch_size))
+            part = sorted(idx[i : i + chunk], key=lambda j: self.lengths[j])
+            out.extend(part[k : k + self.batch_size] for k in range(0, len(part), self.batch_size))
         rng.shuffle(out)
         return out
 
@@ -91,4 +92,4 @@ class BatchStream:
 def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Evaluation order: sorted by length (least padding), in fixed-size batches."""
     idx = sorted(range(len(lengths)), key=lambda j: lengths[j])
-    return [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
+    return [idx[k : k + batch_size] for k in range(0, len(idx), batch_size)]

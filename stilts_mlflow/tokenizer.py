@@ -34,7 +34,9 @@ MASK = "<mask>"
 TOKENIZER_VERSION = "sp3-bpe-used"  # part of the tokenizer cache key: bump when training changes
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path, alphabet: list[str] | None = None) -> Path:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, out_dir: str | Path, alphabet: list[str] | None = None
+) -> Path:
     """Train on `texts`; `alphabet` characters are all kept (SentencePiece's full character coverage)."""
     texts = list(texts)
     pieces = bpe_pieces(texts, vocab_size, alphabet)
@@ -56,23 +58,42 @@ def bpe_pieces(texts: list[str], vocab_size: int, alphabet: list[str] | None = N
         texts = texts + [" ".join(alphabet)]  # every character seen at least once
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size, hard_vocab_limit=False,
-        model_type="bpe", character_coverage=1.0, max_sentencepiece_length=16, split_digits=False,
-        unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
-        minloglevel=2, normalization_rule_name="identity")  # the saved XLMRobertaTokenizer applies no normalizer either
+        sentence_iterator=iter(texts),
+        model_writer=proto,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        model_type="bpe",
+        character_coverage=1.0,
+        max_sentencepiece_length=16,
+        split_digits=False,
+        unk_id=0,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        minloglevel=2,
+        normalization_rule_name="identity",
+    )  # the saved XLMRobertaTokenizer applies no normalizer either
     sp = spm.SentencePieceProcessor(model_proto=proto.getvalue())
     counts = Counter(i for ids in sp.encode(texts) for i in ids)
     total = sum(counts.values())
-    return [(sp.id_to_piece(i), math.log((counts[i] + 0.1) / total)) for i in range(sp.get_piece_size())
-            if not (sp.is_unknown(i) or sp.is_control(i))]
+    return [
+        (sp.id_to_piece(i), math.log((counts[i] + 0.1) / total))
+        for i in range(sp.get_piece_size())
+        if not (sp.is_unknown(i) or sp.is_control(i))
+    ]
 
 
 def drop_unused(pieces: list[tuple[str, float]], texts: list[str]) -> list[tuple[str, float]]:
     """The pieces the tokenizer built from `pieces` segments `texts` into, and every single character."""
     ids = _xlmr_tokenizer(pieces)(texts, add_special_tokens=False)["input_ids"]
     used = {i for row in ids for i in row}
-    return [(piece, score) for i, (piece, score) in enumerate(pieces, start=len(SPECIALS))
-            if i in used or len(piece.lstrip("\u2581")) <= 1]
+    return [
+        (piece, score)
+        for i, (piece, score) in enumerate(pieces, start=len(SPECIALS))
+        if i in used or len(piece.lstrip("\u2581")) <= 1
+    ]
 
 
 def _xlmr_tokenizer(pieces: list[tuple[str, float]]):

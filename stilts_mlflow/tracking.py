@@ -62,8 +62,13 @@ def find_run(key: str, status: str | None = "FINISHED"):
         ids.append(os.environ["MLFLOW_EXPERIMENT_ID"])
     if not ids:
         return None
-    runs = mlflow.search_runs(experiment_ids=list(set(ids)), filter_string=flt, order_by=["attributes.start_time DESC"],
-                              max_results=1, output_format="list")
+    runs = mlflow.search_runs(
+        experiment_ids=list(set(ids)),
+        filter_string=flt,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
     return runs[0] if runs else None
 
 
@@ -82,8 +87,14 @@ def thread_tag() -> dict[str, str]:
 
 
 @contextmanager
-def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None, key: str | None = None,
-          nested: bool = True, parent_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def start(
+    name: str,
+    tags: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    key: str | None = None,
+    nested: bool = True,
+    parent_id: str | None = None,
+) -> Iterator[mlflow.ActiveRun]:
     """A run for one phase/command; resumes an unfinished run with the same key. Its parent: the active run
     (`nested`), or the run `parent_id` names (another process's: a study's worker pool)."""
     previous = find_resumable(key) if key else None
@@ -97,8 +108,9 @@ def start(name: str, tags: dict[str, Any], params: dict[str, Any] | None = None,
     with ctx as run:
         if previous is not None and parent_id is not None:
             _adopt(previous, parent_id)
-        mlflow.set_tags({f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {})
-                        | thread_tag())
+        mlflow.set_tags(
+            {f"{TAG}{k}": str(v) for k, v in tags.items()} | ({f"{TAG}key": key} if key else {}) | thread_tag()
+        )
         if params and previous is None:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         yield run
@@ -118,8 +130,13 @@ def _adopt(run, parent_id: str) -> None:
 
 # how a unique-key violation reads once a tracking server has turned it into a REST error (BAD_REQUEST text):
 # PostgreSQL's and SQLite's wording, and SQLAlchemy's code for IntegrityError
-_DUPLICATE_MARKERS = ("UniqueViolation", "duplicate key value", "UNIQUE constraint failed", "sqlalche.me/e/21/gkpj",
-                      "sqlalche.me/e/20/gkpj")
+_DUPLICATE_MARKERS = (
+    "UniqueViolation",
+    "duplicate key value",
+    "UNIQUE constraint failed",
+    "sqlalche.me/e/21/gkpj",
+    "sqlalche.me/e/20/gkpj",
+)
 
 
 def _duplicate_insert(e: MlflowException) -> bool:
@@ -158,12 +175,18 @@ def log_checkpoint(path: Path, step: int, metrics: dict[str, Any], phase: str) -
     """A checkpoint as an MLflow LoggedModel with `step` and its dev metrics."""
     client = MlflowClient()
     run = mlflow.active_run()
-    model = mlflow.initialize_logged_model(name=f"{phase}-step{step}", source_run_id=run.info.run_id,
-                                           tags={"step": str(step), f"{TAG}phase": phase},
-                                           model_type="stilts-checkpoint")
+    model = mlflow.initialize_logged_model(
+        name=f"{phase}-step{step}",
+        source_run_id=run.info.run_id,
+        tags={"step": str(step), f"{TAG}phase": phase},
+        model_type="stilts-checkpoint",
+    )
     client.log_model_artifacts(model.model_id, str(path))
-    numeric = {k.replace("/", "_").replace(".", "_"): float(v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and k != "step"}
+    numeric = {
+        k.replace("/", "_").replace(".", "_"): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and k != "step"
+    }
     if numeric:
         mlflow.log_metrics(numeric, step=step, model_id=model.model_id)
     mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)

@@ -109,8 +109,11 @@ def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     # fused: one kernel per step for all parameters (CPU and CUDA); torch's default here was the per-tensor
     # loop, 15% of a tiny-model step (benchmarks/training.py)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=tc.learning_rate, fused=True)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.learning_rate,
+        fused=True,
+    )
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -121,18 +124,27 @@ def _save_weights(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded],
-                dev_sets: dict[str, dict[str, Encoded]], tokenizer, work_dir: Path,
-                on_metrics: Callable[[dict[str, float], int], None] | None = None,
-                on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
-                progress: bool = True) -> PhaseResult:
+def train_phase(
+    cfg: PhaseConfig,
+    model: MultiTaskModel,
+    train_sets: dict[str, Encoded],
+    dev_sets: dict[str, dict[str, Encoded]],
+    tokenizer,
+    work_dir: Path,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
+    on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> PhaseResult:
     """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
     tc = cfg.train
     work_dir = Path(work_dir)
     # One shared encoder, a head per task, one task per batch: the other heads get no gradient in a step,
     # which DistributedDataParallel must be told to expect.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
     set_seed(cfg.seed)
     world, rank = accelerator.num_processes, accelerator.process_index
     if tc.batch_size % world:
@@ -148,8 +160,17 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     raw = accelerator.unwrap_model(model)
     generator = torch.Generator().manual_seed(cfg.seed)  # MLM masking
     pad, mask = tokenizer.pad_token_id, tokenizer.mask_token_id
-    state: dict[str, Any] = {"step": 0, "best_score": None, "best_step": 0, "best_metrics": {}, "history": [],
-                             "bad_evals": 0, "streams": {}, "config": asdict(cfg), "total": total}
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_score": None,
+        "best_step": 0,
+        "best_metrics": {},
+        "history": [],
+        "bad_evals": 0,
+        "streams": {},
+        "config": asdict(cfg),
+        "total": total,
+    }
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = checkpoint.load(last, raw, optimizer, scheduler, generator)
@@ -159,25 +180,48 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
 
     def evaluate_now(step: int) -> None:
-        metrics = evaluate_tasks(raw, dev_sets, pad, mask, len(tokenizer), batch_size=max(32, tc.batch_size),
-                                 seed=cfg.seed, device=accelerator.device)
+        metrics = evaluate_tasks(
+            raw,
+            dev_sets,
+            pad,
+            mask,
+            len(tokenizer),
+            batch_size=max(32, tc.batch_size),
+            seed=cfg.seed,
+            device=accelerator.device,
+        )
         score = selection_score(cfg.phase, metrics, cfg.select)
         state["history"].append({"step": step, "score": score, **metrics})
         if state["best_score"] is None or score > state["best_score"]:
             gain = math.inf if state["best_score"] is None else score - state["best_score"]
-            state.update(best_score=score, best_step=step, best_metrics=metrics,
-                         bad_evals=0 if gain > tc.min_delta else state["bad_evals"] + 1)
+            state.update(
+                best_score=score,
+                best_step=step,
+                best_metrics=metrics,
+                bad_evals=0 if gain > tc.min_delta else state["bad_evals"] + 1,
+            )
             if accelerator.is_main_process:
                 _save_weights(raw, work_dir / "best.safetensors")
         else:
             state["bad_evals"] += 1
         if on_metrics and accelerator.is_main_process:
             on_metrics({**metrics, "select_score": score}, step)
-        log.info("%s step %d: %s", cfg.phase, step, ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())
-                                                              if "." not in k or k.endswith((".avg", ".en"))))
+        log.info(
+            "%s step %d: %s",
+            cfg.phase,
+            step,
+            ", ".join(
+                f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "." not in k or k.endswith((".avg", ".en"))
+            ),
+        )
 
-    bar = tqdm(total=total, initial=state["step"], desc=cfg.phase, disable=not progress or not
-               accelerator.is_main_process, mininterval=2)
+    bar = tqdm(
+        total=total,
+        initial=state["step"],
+        desc=cfg.phase,
+        disable=not progress or not accelerator.is_main_process,
+        mininterval=2,
+    )
     model.train()
     while state["step"] < total:
         step = state["step"]
@@ -185,11 +229,18 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
             task = choose_task(weights, cfg.seed, step * tc.grad_accum + micro)
             enc = train_sets[task]
             index = streams[task].next()[rank::world]
-            batch = collate(enc.task.kind, [enc.features[i] for i in index], pad, mask, len(tokenizer),
-                            mlm_probability=tc.mlm_probability, generator=generator)
+            batch = collate(
+                enc.task.kind,
+                [enc.features[i] for i in index],
+                pad,
+                mask,
+                len(tokenizer),
+                mlm_probability=tc.mlm_probability,
+                generator=generator,
+            )
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             sync = micro == tc.grad_accum - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
                 loss, _ = model(enc.task.head, **batch)
                 accelerator.backward(loss / tc.grad_accum)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -201,13 +252,19 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}", task=task, refresh=False)
         if on_metrics and accelerator.is_main_process and (step % 50 == 0 or step == total):
-            on_metrics({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0], "train/processes": world}, step)
+            on_metrics(
+                {"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0], "train/processes": world}, step
+            )
         done = step == total
         if step % tc.eval_every == 0 or done:
             evaluate_now(step)
             model.train()
-            if (tc.patience and step >= tc.min_steps and state["best_score"] >= tc.stop_above
-                    and state["bad_evals"] >= tc.patience):
+            if (
+                tc.patience
+                and step >= tc.min_steps
+                and state["best_score"] >= tc.stop_above
+                and state["bad_evals"] >= tc.patience
+            ):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done = True
                 state["total"] = step
@@ -222,8 +279,7 @@ def train_phase(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, E
     accelerator.wait_for_everyone()
     if (work_dir / "best.safetensors").exists():
         load_model(raw, str(work_dir / "best.safetensors"))
-    return PhaseResult(state["step"], state["best_step"], state["best_score"], state["best_metrics"],
-                       state["history"])
+    return PhaseResult(state["step"], state["best_step"], state["best_score"], state["best_metrics"], state["history"])
 
 
 _FAULT_HITS: dict[str, int] = {}

@@ -14,8 +14,23 @@ from scipy.stats import spearmanr
 
 CHANCE = 1 / 3
 # XLM-R base, zero-shot XNLI test accuracy from English (Conneau et al. 2020, arXiv 1911.02116, Table 1)
-XLMR_BASE = {"en": 85.8, "es": 80.7, "fr": 79.7, "bg": 79.6, "de": 78.7, "ru": 78.1, "el": 77.5, "zh": 76.7,
-             "vi": 76.5, "th": 74.6, "tr": 74.2, "ar": 73.8, "hi": 72.4, "ur": 68.3, "sw": 66.5}
+XLMR_BASE = {
+    "en": 85.8,
+    "es": 80.7,
+    "fr": 79.7,
+    "bg": 79.6,
+    "de": 78.7,
+    "ru": 78.1,
+    "el": 77.5,
+    "zh": 76.7,
+    "vi": 76.5,
+    "th": 74.6,
+    "tr": 74.2,
+    "ar": 73.8,
+    "hi": 72.4,
+    "ur": 68.3,
+    "sw": 66.5,
+}
 
 
 def ratios(acc: dict[str, float]) -> dict[str, float]:
@@ -45,8 +60,13 @@ def summarize(seeds: dict[int, dict[str, float]], ablation: dict[str, float] | N
     per_seed = {}
     for seed, acc in sorted(seeds.items()):
         r = ratios(acc)
-        per_seed[seed] = {"en": acc["en"], "non_en_avg": float(np.mean([acc[x] for x in langs])),
-                          "mean_r": float(np.mean([r[x] for x in langs])), "r": r, "accuracy": acc}
+        per_seed[seed] = {
+            "en": acc["en"],
+            "non_en_avg": float(np.mean([acc[x] for x in langs])),
+            "mean_r": float(np.mean([r[x] for x in langs])),
+            "r": r,
+            "accuracy": acc,
+        }
     mean_acc = {lang: float(np.mean([s["accuracy"][lang] for s in per_seed.values()])) for lang in ["en", *langs]}
     mean_r = {lang: float(np.mean([s["r"][lang] for s in per_seed.values()])) for lang in langs}
     rho = spearmanr([mean_r[x] for x in langs], [XLMR_BASE_R[x] for x in langs]).statistic
@@ -71,18 +91,30 @@ def markdown(summary: dict) -> str:
     """The per-language table: accuracy and r, XLM-R base's r beside it, then the headline figures."""
     langs = list(summary["r"])
     seeds = ", ".join(str(s) for s in summary["seeds"])
-    lines = [f"| language | accuracy (mean of seeds {seeds}) | r | XLM-R base r |", "|---|---|---|---|",
-             f"| en | {summary['accuracy']['en']:.3f} | 1.00 | 1.00 |"]
-    lines += [f"| {x} | {summary['accuracy'][x]:.3f} | {summary['r'][x]:.2f} | {summary['xlmr_base']['r'][x]:.2f} |"
-              for x in sorted(langs, key=lambda x: -summary["xlmr_base"]["r"][x])]
-    lines += ["", f"- mean r: **{summary['mean_r']:.2f}** (XLM-R base {summary['xlmr_base']['mean_r']:.2f})",
-              f"- Spearman rho of per-language r with XLM-R base's: {summary['spearman_rho_vs_xlmr_base']:.2f}",
-              f"- weakest language accuracy: {summary['min_accuracy']:.3f}",
-              f"- SD of the non-English average over seeds: {summary['non_en_avg_sd']:.4f}"]
-    per_seed = "; ".join(f"seed {s}: en {v['en']:.3f}, non-en {v['non_en_avg']:.3f}, mean r {v['mean_r']:.2f}"
-                         for s, v in summary["seeds"].items())
+    lines = [
+        f"| language | accuracy (mean of seeds {seeds}) | r | XLM-R base r |",
+        "|---|---|---|---|",
+        f"| en | {summary['accuracy']['en']:.3f} | 1.00 | 1.00 |",
+    ]
+    lines += [
+        f"| {x} | {summary['accuracy'][x]:.3f} | {summary['r'][x]:.2f} | {summary['xlmr_base']['r'][x]:.2f} |"
+        for x in sorted(langs, key=lambda x: -summary["xlmr_base"]["r"][x])
+    ]
+    lines += [
+        "",
+        f"- mean r: **{summary['mean_r']:.2f}** (XLM-R base {summary['xlmr_base']['mean_r']:.2f})",
+        f"- Spearman rho of per-language r with XLM-R base's: {summary['spearman_rho_vs_xlmr_base']:.2f}",
+        f"- weakest language accuracy: {summary['min_accuracy']:.3f}",
+        f"- SD of the non-English average over seeds: {summary['non_en_avg_sd']:.4f}",
+    ]
+    per_seed = "; ".join(
+        f"seed {s}: en {v['en']:.3f}, non-en {v['non_en_avg']:.3f}, mean r {v['mean_r']:.2f}"
+        for s, v in summary["seeds"].items()
+    )
     lines.append(f"- per seed: {per_seed}")
     if "random_encoder" in summary:
         rnd = summary["random_encoder"]
-        lines.append(f"- random encoder (`--pretrain skip`): en {rnd['accuracy']['en']:.3f}, mean r {rnd['mean_r']:.2f}")
+        lines.append(
+            f"- random encoder (`--pretrain skip`): en {rnd['accuracy']['en']:.3f}, mean r {rnd['mean_r']:.2f}"
+        )
     return "\n".join(lines) + "\n"

@@ -29,10 +29,21 @@ def model_dir(tmp_path_factory):
 
     stilts(["data", "tokenizer", "--preset", "smoke", "--out", str(root / "m")], root, root / "cache")
     tok = AutoTokenizer.from_pretrained(str(root / "m"))
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
-                           eos_token_id=2, type_vocab_size=1, num_labels=3, id2label=LABELS,
-                           label2id={v: k for k, v in LABELS.items()})
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+        num_labels=3,
+        id2label=LABELS,
+        label2id={v: k for k, v in LABELS.items()},
+    )
     XLMRobertaForSequenceClassification(cfg).save_pretrained(str(root / "m"))
     return root / "m"
 
@@ -49,5 +60,3 @@ def exported(model_dir, dev, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
     samples = {lang: [(a, b) for a, b, _ in rows[:8]] for lang, rows in dev.items()}
     return out, export.export_model(model_dir, out, samples, dev)
-
-

@@ -21,9 +21,13 @@ def serve(args: list[str], env: dict | None = None, timeout: float = 60.0):
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), *args],
-                            env=env if env is not None else dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port), *args],
+        env=env if env is not None else dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -52,11 +52,25 @@ def test_training_flops_follow_six_n_plus_attention():
 
 
 def test_markdown_marks_missed_goals():
-    results = {"quick": True, "started": "now", "seconds": 1.0,
-               "machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "memory_gib": 1, "cuda": False,
-                           "matmul_peak_gflops": 100, "python": "3", "torch": "t", "transformers": "t",
-                           "onnxruntime": "o", "mlflow": "m"},
-               "serving": {"rows": [], "throughput_ratio_at_c32": 2.0, "p99_over_p50_at_c32": 1.5, "mlflow_workers": 1}}
+    results = {
+        "quick": True,
+        "started": "now",
+        "seconds": 1.0,
+        "machine": {
+            "cpu": "x",
+            "cores": 2,
+            "torch_threads": 2,
+            "memory_gib": 1,
+            "cuda": False,
+            "matmul_peak_gflops": 100,
+            "python": "3",
+            "torch": "t",
+            "transformers": "t",
+            "onnxruntime": "o",
+            "mlflow": "m",
+        },
+        "serving": {"rows": [], "throughput_ratio_at_c32": 2.0, "p99_over_p50_at_c32": 1.5, "mlflow_workers": 1},
+    }
     table = report.markdown(results)
     assert "throughput 2.00x" in table and "(goal >= 3x: **no**)" in table and "(goal <= 2: yes)" in table
 
@@ -65,15 +79,23 @@ def test_study_table_reports_the_backends_side_by_side():
     from benchmarks import study
 
     assert set(study.BACKENDS) == {"sequential", "local_x2", "pool_x2"}
-    s = {"preset": "smoke", "rows": [{"pipelines": 1, "seconds": 10.0}], "fixed_seconds": 5.0,
-         "seconds_per_pipeline": 5.0, "r_squared": 1.0,
-         "rerun": {"pipelines": 1, "reused": 1, "seconds": 2.0, "share_of_first_run": 0.2},
-         "backends": {"pipelines": 4, "seconds": {"sequential": 40.0, "local_x2": 30.0, "pool_x2": 15.0},
-                      "pool_speedup_vs_local": 2.0, "pool_speedup_vs_sequential": 2.667}}
+    s = {
+        "preset": "smoke",
+        "rows": [{"pipelines": 1, "seconds": 10.0}],
+        "fixed_seconds": 5.0,
+        "seconds_per_pipeline": 5.0,
+        "r_squared": 1.0,
+        "rerun": {"pipelines": 1, "reused": 1, "seconds": 2.0, "share_of_first_run": 0.2},
+        "backends": {
+            "pipelines": 4,
+            "seconds": {"sequential": 40.0, "local_x2": 30.0, "pool_x2": 15.0},
+            "pool_speedup_vs_local": 2.0,
+            "pool_speedup_vs_sequential": 2.667,
+        },
+    }
     text = "\n".join(report._study(s))
     assert "sequential 40.0 s, local_x2 30.0 s, pool_x2 15.0 s" in text
     assert "2.00x the local backend's speed, 2.67x one after another" in text
-
 
 
 def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch):
@@ -84,6 +106,7 @@ def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch
         def run(*args, **kwargs):
             order.append(name)
             return next(times[name])
+
         return run
 
     monkeypatch.setattr(training, "_ours", fake("ours"))
@@ -103,11 +126,17 @@ def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch
     line = [row for row in report._training([r]) if row.startswith("| t |")][0]
     assert "1.36x (yes), 0.32-1.50x over 3 |" in line
 
+
 @pytest.mark.slow
 def test_quick_training_benchmark_writes_json_and_table(tmp_path):
     out = tmp_path / "results.json"
-    subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "training,mlm_softmax",
-                    "--out", str(out)], check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "training,mlm_softmax", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     results = json.loads(out.read_text())
     assert results["machine"]["matmul_peak_gflops"] > 0
     samples = results["machine"]["matmul_peak_gflops_samples"]  # before and after the cases; the higher counts
@@ -128,6 +157,10 @@ def test_quick_training_benchmark_writes_json_and_table(tmp_path):
 
 
 def test_unknown_section_is_one_line_not_a_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sections", "training,gpu",
-                           "--out", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--sections", "training,gpu", "--out", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unknown gpu" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,19 +21,36 @@ from test_pipeline import by_phase, runs, stilts
 
 ARTIFACTS = Path(os.environ.get("STILTS_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 # headless, and nothing that reaches outside loopback (updates, sync, translation, metrics, DNS prefetch)
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-translate",
-         "--disable-features=Translate,MediaRouter,OptimizationHints,DnsOverHttps", "--metrics-recording-only",
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1400,1000",
-         "--virtual-time-budget=20000"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-translate",
+    "--disable-features=Translate,MediaRouter,OptimizationHints,DnsOverHttps",
+    "--metrics-recording-only",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--window-size=1400,1000",
+    "--virtual-time-budget=20000",
+]
 
 
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "chromium"],
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            timeout=900,
+        )
         found = shutil.which("chromium")
     if not found:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
@@ -56,16 +73,34 @@ def _text(dom: str) -> str:
 @pytest.mark.slow
 def test_mlflow_ui_shows_the_study_and_its_report_plot(tmp_path):
     browser = chromium()
-    stilts(["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1", "--no-export", "--no-progress"],
-           tmp_path, tmp_path / "cache")
+    stilts(
+        ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1", "--no-export", "--no-progress"],
+        tmp_path,
+        tmp_path / "cache",
+    )
     (scaling,) = by_phase(runs(tmp_path), "scaling")
     experiment, run_id = scaling.info.experiment_id, scaling.info.run_id
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port)],
-                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     out = ARTIFACTS / "browser"
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -79,11 +114,16 @@ def test_mlflow_ui_shows_the_study_and_its_report_plot(tmp_path):
         listing = _text(_browse(browser, f"{base}/runs", out / "experiment_runs.png", tmp_path / "profile"))
         assert "stilts-xnli" in listing and "scaling" in listing, listing[:2000]
         child = by_phase(runs(tmp_path), "pipeline")[0]
-        child_page = _text(_browse(browser, f"{base}/runs/{child.info.run_id}", out / "pipeline_run.png",
-                                   tmp_path / "profile"))
+        child_page = _text(
+            _browse(browser, f"{base}/runs/{child.info.run_id}", out / "pipeline_run.png", tmp_path / "profile")
+        )
         assert child.info.run_name in child_page and "test/accuracy_avg" in child_page, child_page[:2000]
-        dom = _browse(browser, f"{base}/runs/{run_id}/artifacts/report/curve.png", out / "scaling_report_curve.png",
-                      tmp_path / "profile")
+        dom = _browse(
+            browser,
+            f"{base}/runs/{run_id}/artifacts/report/curve.png",
+            out / "scaling_report_curve.png",
+            tmp_path / "profile",
+        )
         for name in ("curve.png", "marginal_gains.png", "k_by_language.png", "report.html", "summary.json"):
             assert name in _text(dom)
         assert re.search(r'<img[^>]+alt="report/curve.png"[^>]+src="blob:', dom), "the curve plot was not shown"

@@ -29,8 +29,12 @@ def images(exported):
     model = ROOT / ".docker-build" / "model"
     shutil.rmtree(model, ignore_errors=True)
     shutil.copytree(exported[0], model)
-    subprocess.run(["bash", str(ROOT / "scripts" / "container_build.sh")], check=True, timeout=2400,
-                   env={**os.environ, "PYTHON": os.environ.get("PYTHON", __import__("sys").executable)})
+    subprocess.run(
+        ["bash", str(ROOT / "scripts" / "container_build.sh")],
+        check=True,
+        timeout=2400,
+        env={**os.environ, "PYTHON": os.environ.get("PYTHON", __import__("sys").executable)},
+    )
     return {t: json.loads(docker("image", "inspect", f"stilts-{t}").stdout)[0] for t in ("serve", "train")}
 
 
@@ -44,8 +48,9 @@ def test_serve_image_answers_without_torch(images):
     size = images["serve"]["Size"]
     print(f"stilts-serve image: {size / 1e6:.0f} MB; stilts-train: {images['train']['Size'] / 1e6:.0f} MB")
     assert images["serve"]["Config"]["User"] == "stilts"
-    no_torch = docker("run", "--rm", "--network", "none", "--entrypoint", "python", "stilts-serve", "-c", "import torch",
-                      check=False)
+    no_torch = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "python", "stilts-serve", "-c", "import torch", check=False
+    )
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
     port = free_port()
     name = f"stilts-serve-test-{port}"
@@ -60,9 +65,13 @@ def test_serve_image_answers_without_torch(images):
                 time.sleep(0.5)
         else:
             pytest.fail(docker("logs", name, check=False).stderr[-2000:])
-        pairs = [("Tom buys a big dog .", "Tom buys a small dog ."), ("Rosa achète un chien grand .", "Rosa achète un chien ."),
-                 ("Amit 买了一只大狗。", "Amit 买了一只狗。"), ("Omar يشتري كلبا كبيرا .", "Omar يشتري كلبا ."),
-                 ("Lena चो दुखु खुकेवे सोजि ।", "Lena चो दुर खुकेवे सोजि ।")]
+        pairs = [
+            ("Tom buys a big dog .", "Tom buys a small dog ."),
+            ("Rosa achète un chien grand .", "Rosa achète un chien ."),
+            ("Amit 买了一只大狗。", "Amit 买了一只狗。"),
+            ("Omar يشتري كلبا كبيرا .", "Omar يشتري كلبا ."),
+            ("Lena चो दुखु खुकेवे सोजि ।", "Lena चो दुर खुकेवे सोजि ।"),
+        ]
         out = _post(f"http://127.0.0.1:{port}/v1/nli", {"pairs": [{"premise": a, "hypothesis": b} for a, b in pairs]})
         assert [r["label"] in ("entailment", "neutral", "contradiction") for r in out["results"]] == [True] * 5
         info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/model", timeout=5).read())
@@ -73,6 +82,16 @@ def test_serve_image_answers_without_torch(images):
 
 def test_train_image_runs_the_smoke_pipeline(images):
     assert images["train"]["Config"]["User"] == "stilts"
-    proc = docker("run", "--rm", "--network", "none", "stilts-train", "pipeline", "--preset", "smoke", "--no-progress",
-                  timeout=900)
+    proc = docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "stilts-train",
+        "pipeline",
+        "--preset",
+        "smoke",
+        "--no-progress",
+        timeout=900,
+    )
     assert "zero-shot XNLI test accuracy: en" in proc.stdout, proc.stderr[-2000:]

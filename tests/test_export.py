@@ -14,6 +14,7 @@ from serving.engine import IntegrityError, NLIEngine, verify_registry_tags
 from stilts_mlflow import export
 from test_pipeline import stilts
 
+
 @pytest.mark.slow
 def test_export_matches_torch_in_every_language(exported, model_dir, dev):
     out, report = exported
@@ -21,7 +22,8 @@ def test_export_matches_torch_in_every_language(exported, model_dir, dev):
     assert max(report.parity_max_abs_diff.values()) <= export.PARITY_TOLERANCE
     assert set(report.dev_accuracy) == {"fp32", "int8"} and len(report.dev_accuracy["int8"]) == 16  # 15 + avg
     assert report.int8_delta_points == pytest.approx(
-        100 * (report.dev_accuracy["int8"]["avg"] - report.dev_accuracy["fp32"]["avg"]))
+        100 * (report.dev_accuracy["int8"]["avg"] - report.dev_accuracy["fp32"]["avg"])
+    )
     assert report.sizes["int8"] < report.sizes["fp32"]
     meta = json.loads((out / "stilts_onnx.json").read_text())
     assert meta["opset"] >= 17 and meta["labels"] == ["entailment", "neutral", "contradiction"]
@@ -76,15 +78,22 @@ def test_parity_failure_fails_the_export(model_dir, dev, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_export_command_logs_a_pyfunc(model_dir, tmp_path):
-    proc = stilts(["export", "--model-uri", str(model_dir), "--preset", "smoke", "--out", str(tmp_path / "onnx")],
-                  tmp_path, tmp_path / "cache")
+    proc = stilts(
+        ["export", "--model-uri", str(model_dir), "--preset", "smoke", "--out", str(tmp_path / "onnx")],
+        tmp_path,
+        tmp_path / "cache",
+    )
     assert "parity_max_abs_diff.fp32" in proc.stdout and "int8_delta_points" in proc.stdout
     model_uri = proc.stdout.split("logged model ")[1].split()[0]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(model_uri)
     assert set(model.metadata.flavors) == {"onnx", "python_function"}
-    frame = pd.DataFrame({"premise": ["Tom buys a big dog .", "Rosa 买了一只大狗。"],
-                          "hypothesis": ["Tom buys a small dog .", "Rosa 买了一只小狗。"]})
+    frame = pd.DataFrame(
+        {
+            "premise": ["Tom buys a big dog .", "Rosa 买了一只大狗。"],
+            "hypothesis": ["Tom buys a small dog .", "Rosa 买了一只小狗。"],
+        }
+    )
     out = model.predict(frame)
     assert list(out.columns) == ["label", "p_entailment", "p_neutral", "p_contradiction"] and len(out) == 2
     assert np.allclose(out[["p_entailment", "p_neutral", "p_contradiction"]].sum(axis=1), 1.0, atol=1e-5)

@@ -40,9 +40,26 @@ def _as_v1_job(manifest: dict):
 
 def test_kubernetes_jobs_render_without_a_cluster_and_match_the_api(tmp_path):
     out = tmp_path / "jobs"
-    proc = stilts(["scaling", "--preset", "smoke", "--sizes", "0-1", "--seeds", "0,1", "--backend", "kubernetes",
-                   "--backend-config", BACKEND, "--render-jobs", str(out)], tmp_path, tmp_path / "cache",
-                  extra_env={"KUBE_MLFLOW_TRACKING_URI": "http://tracking.stilts.svc:5000"})
+    proc = stilts(
+        [
+            "scaling",
+            "--preset",
+            "smoke",
+            "--sizes",
+            "0-1",
+            "--seeds",
+            "0,1",
+            "--backend",
+            "kubernetes",
+            "--backend-config",
+            BACKEND,
+            "--render-jobs",
+            str(out),
+        ],
+        tmp_path,
+        tmp_path / "cache",
+        extra_env={"KUBE_MLFLOW_TRACKING_URI": "http://tracking.stilts.svc:5000"},
+    )
     assert "20 Kubernetes Jobs (0 pipelines already finished)" in proc.stdout, proc.stdout
     manifests = [yaml.safe_load(p.read_text()) for p in sorted(out.glob("*.yaml"))]
     assert len(manifests) == 20  # k = 0 (1 subset) and k = 1 (9) x 2 seeds
@@ -72,12 +89,15 @@ def test_kubernetes_project_has_the_pipeline_entry_point_with_the_study_paramete
     assert "--tasks mnli,squad" in command and "--seed 2" in command and "--parent-run-id abc123" in command
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backend": "slurm"}, "unknown backend 'slurm'"),
-    ({"backend": "kubernetes"}, "needs --backend-config"),
-    ({"backend": "kubernetes", "backend_config": "nope.json"}, "nope.json does not exist"),
-    ({"max_parallel": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "slurm"}, "unknown backend 'slurm'"),
+        ({"backend": "kubernetes"}, "needs --backend-config"),
+        ({"backend": "kubernetes", "backend_config": "nope.json"}, "nope.json does not exist"),
+        ({"max_parallel": 0}, "at least 1"),
+    ],
+)
 def test_launch_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LaunchConfig(**kwargs)
@@ -91,8 +111,9 @@ def test_bad_max_parallel_is_one_line_naming_the_field(tmp_path, value):
 
 
 def test_bad_backend_is_one_line_not_a_traceback(tmp_path):
-    proc = stilts(["scaling", "--preset", "smoke", "--backend", "kubernetes"], tmp_path, tmp_path / "cache",
-                  check=False)
+    proc = stilts(
+        ["scaling", "--preset", "smoke", "--backend", "kubernetes"], tmp_path, tmp_path / "cache", check=False
+    )
     assert proc.returncode != 0 and "needs --backend-config" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -126,8 +147,13 @@ def test_study_killed_midway_resumes_without_retraining_and_reports_the_same(tmp
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     whole.mkdir(), broken.mkdir()
     stilts(STUDY + ["--max-parallel", "1"], whole, whole / "cache")
-    killed = stilts(STUDY + ["--max-parallel", "1"], broken, broken / "cache",
-                    extra_env={"STILTS_FAULT_KILL_AT": "target:9#3"}, check=False)
+    killed = stilts(
+        STUDY + ["--max-parallel", "1"],
+        broken,
+        broken / "cache",
+        extra_env={"STILTS_FAULT_KILL_AT": "target:9#3"},
+        check=False,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     done_before = {r.data.tags["stilts.key"] for r in by_phase(runs(broken), "target") if r.info.status == "FINISHED"}
     assert len(done_before) == 2  # the first two pipelines finished before the kill
@@ -142,8 +168,11 @@ def test_study_killed_midway_resumes_without_retraining_and_reports_the_same(tmp
 
 def numbers(cwd: Path) -> dict:
     summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
-    return {"curve": summary["curve"], "verdict": summary["verdict"],
-            "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"])}
+    return {
+        "curve": summary["curve"],
+        "verdict": summary["verdict"],
+        "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"]),
+    }
 
 
 def _children_of(pid: int) -> set[int]:
@@ -162,9 +191,13 @@ def _finished_pipelines(db: Path) -> list[str]:
     """Read-only, plain sqlite: an MLflow client here would race the study's own creation of the store."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            return [r[0] for r in con.execute(
-                "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'stilts.phase' "
-                "and t.value = 'pipeline' and r.status = 'FINISHED'")]
+            return [
+                r[0]
+                for r in con.execute(
+                    "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where t.key = 'stilts.phase' "
+                    "and t.value = 'pipeline' and r.status = 'FINISHED'"
+                )
+            ]
     except sqlite3.Error:  # not there yet, or its tables not yet created
         return []
 
@@ -176,8 +209,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-POOL = ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1,2,3,4,5", "--no-export", "--no-progress",
-        "--max-parallel", "2"]
+POOL = [
+    "scaling",
+    "--preset",
+    "smoke",
+    "--sizes",
+    "0",
+    "--seeds",
+    "0,1,2,3,4,5",
+    "--no-export",
+    "--no-progress",
+    "--max-parallel",
+    "2",
+]
 
 
 @pytest.mark.slow
@@ -198,8 +242,13 @@ def test_worker_pool_runs_children_and_a_killed_study_takes_its_workers_and_resu
     assert len(by_phase(all_runs, "pretrain")) == 1
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"STILTS_CACHE": str(broken / "cache")}
-    study = subprocess.Popen([sys.executable, "-m", "stilts_mlflow", *POOL], cwd=broken, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    study = subprocess.Popen(
+        [sys.executable, "-m", "stilts_mlflow", *POOL],
+        cwd=broken,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     finished: list = []
     while len(finished) < 2:

@@ -17,24 +17,73 @@ from stilts_mlflow.tasks.spec import TASKS
 NLI_ROW = {"premise": "A man eats.", "hypothesis": "A person eats.", "label": 0}
 FIXTURES = {
     "facebook/xnli": (NLI_ROW, ["train", "validation", "test"]),
-    "nyu-mll/glue/mnli": ({**NLI_ROW, "idx": 7}, ["train", "validation_matched", "validation_mismatched", "test_matched"]),
+    "nyu-mll/glue/mnli": (
+        {**NLI_ROW, "idx": 7},
+        ["train", "validation_matched", "validation_mismatched", "test_matched"],
+    ),
     "facebook/anli": ({"uid": "u1", **NLI_ROW, "reason": ""}, ["train_r3", "dev_r3", "test_r3"]),
-    "nyu-mll/glue/qqp": ({"question1": "How do I cook?", "question2": "How can I cook?", "label": 1, "idx": 3},
-                         ["train", "validation", "test"]),
-    "rajpurkar/squad": ({"id": "s1", "title": "T", "context": "Ann owns a red car.", "question": "What does Ann own?",
-                         "answers": {"text": ["a red car"], "answer_start": [9]}}, ["train", "validation"]),
-    "rajpurkar/squad_v2": ({"id": "s2", "title": "T", "context": "Ann owns a red car.", "question": "Who sold it?",
-                            "answers": {"text": [], "answer_start": []}}, ["train", "validation"]),
-    "Rowan/hellaswag": ({"ind": 4, "activity_label": "Cooking", "ctx_a": "A man cooks.", "ctx_b": "he",
-                         "ctx": "A man cooks. he", "endings": ["eats.", "flies.", "sings.", "swims."],
-                         "source_id": "x", "split": "train", "split_type": "indomain", "label": "0"},
-                        ["train", "validation"]),
-    "allenai/cosmos_qa": ({"id": "c1", "context": "I was late.", "question": "Why?", "answer0": "bus",
-                           "answer1": "rain", "answer2": "cat", "answer3": "none", "label": 1},
-                          ["train", "validation"]),
-    "tau/commonsense_qa": ({"id": "q1", "question": "Where is a dog?", "question_concept": "dog",
-                            "choices": {"label": ["A", "B", "C", "D", "E"], "text": ["park", "sky", "sea", "sun", "moon"]},
-                            "answerKey": "A"}, ["train", "validation"]),
+    "nyu-mll/glue/qqp": (
+        {"question1": "How do I cook?", "question2": "How can I cook?", "label": 1, "idx": 3},
+        ["train", "validation", "test"],
+    ),
+    "rajpurkar/squad": (
+        {
+            "id": "s1",
+            "title": "T",
+            "context": "Ann owns a red car.",
+            "question": "What does Ann own?",
+            "answers": {"text": ["a red car"], "answer_start": [9]},
+        },
+        ["train", "validation"],
+    ),
+    "rajpurkar/squad_v2": (
+        {
+            "id": "s2",
+            "title": "T",
+            "context": "Ann owns a red car.",
+            "question": "Who sold it?",
+            "answers": {"text": [], "answer_start": []},
+        },
+        ["train", "validation"],
+    ),
+    "Rowan/hellaswag": (
+        {
+            "ind": 4,
+            "activity_label": "Cooking",
+            "ctx_a": "A man cooks.",
+            "ctx_b": "he",
+            "ctx": "A man cooks. he",
+            "endings": ["eats.", "flies.", "sings.", "swims."],
+            "source_id": "x",
+            "split": "train",
+            "split_type": "indomain",
+            "label": "0",
+        },
+        ["train", "validation"],
+    ),
+    "allenai/cosmos_qa": (
+        {
+            "id": "c1",
+            "context": "I was late.",
+            "question": "Why?",
+            "answer0": "bus",
+            "answer1": "rain",
+            "answer2": "cat",
+            "answer3": "none",
+            "label": 1,
+        },
+        ["train", "validation"],
+    ),
+    "tau/commonsense_qa": (
+        {
+            "id": "q1",
+            "question": "Where is a dog?",
+            "question_concept": "dog",
+            "choices": {"label": ["A", "B", "C", "D", "E"], "text": ["park", "sky", "sea", "sun", "moon"]},
+            "answerKey": "A",
+        },
+        ["train", "validation"],
+    ),
 }
 
 
@@ -66,14 +115,21 @@ def _hub_cfg(mirror, tmp_path=None):
 def test_hub_loader_reads_real_formats(task, mirror):
     loader = HubLoader(_hub_cfg(mirror))
     for split in ("train", "dev"):
-        for lang in (("en", "fr", "zh") if task == "xnli" else ("en",)):
+        for lang in ("en", "fr", "zh") if task == "xnli" else ("en",):
             recs = loader.load(task, split, lang)
             assert len(recs) == 2 and all(r["lang"] == lang for r in recs)
     rec = recs[0]
-    expected = {"xnli": ("label", "entailment"), "mnli": ("label", "entailment"), "anli": ("label", "entailment"),
-                "qqp": ("label", "duplicate"), "squad": ("answers", {"text": ["a red car"], "answer_start": [9]}),
-                "squad_v2": ("answers", {"text": [], "answer_start": []}), "hellaswag": ("label", 0),
-                "cosmosqa": ("label", 1), "commonsenseqa": ("label", 0)}[task]
+    expected = {
+        "xnli": ("label", "entailment"),
+        "mnli": ("label", "entailment"),
+        "anli": ("label", "entailment"),
+        "qqp": ("label", "duplicate"),
+        "squad": ("answers", {"text": ["a red car"], "answer_start": [9]}),
+        "squad_v2": ("answers", {"text": [], "answer_start": []}),
+        "hellaswag": ("label", 0),
+        "cosmosqa": ("label", 1),
+        "commonsenseqa": ("label", 0),
+    }[task]
     assert rec[expected[0]] == expected[1]
 
 
@@ -90,8 +146,14 @@ def test_hub_loader_calls_load_dataset_with_real_names(monkeypatch, mirror):
         loader.load(task, "train", "sw" if task == "xnli" else "en")
     assert ("facebook/xnli", "sw", "train") in calls
     assert ("nyu-mll/glue", "mnli", "train") in calls and ("nyu-mll/glue", "qqp", "train") in calls
-    assert {c[0] for c in calls} >= {"facebook/anli", "rajpurkar/squad", "rajpurkar/squad_v2", "Rowan/hellaswag",
-                                     "allenai/cosmos_qa", "tau/commonsense_qa"}
+    assert {c[0] for c in calls} >= {
+        "facebook/anli",
+        "rajpurkar/squad",
+        "rajpurkar/squad_v2",
+        "Rowan/hellaswag",
+        "allenai/cosmos_qa",
+        "tau/commonsense_qa",
+    }
 
 
 def test_unlabeled_hub_rows_are_skipped_and_reported(mirror, caplog, monkeypatch):
@@ -99,8 +161,9 @@ def test_unlabeled_hub_rows_are_skipped_and_reported(mirror, caplog, monkeypatch
 
     loader = HubLoader(_hub_cfg(mirror))
     assert loader._dataset("nyu-mll/glue", "mnli", "test_matched")[0]["label"] == -1
-    monkeypatch.setitem(TASKS, "mnli", replace(TASKS["mnli"], hub=HubSource("nyu-mll/glue", "mnli",
-                                                                             {"test": "test_matched"})))
+    monkeypatch.setitem(
+        TASKS, "mnli", replace(TASKS["mnli"], hub=HubSource("nyu-mll/glue", "mnli", {"test": "test_matched"}))
+    )
     assert loader.load("mnli", "test") == []
     assert "skipped 1 unlabeled rows" in caplog.text
 
@@ -122,14 +185,17 @@ def test_ccg_reads_ccgbank_tsv_and_explains_when_missing(tmp_path, mirror):
 GOOD = {"id": "1", "text_a": "p", "text_b": "h", "label": "neutral", "lang": "en"}
 
 
-@pytest.mark.parametrize("line,message", [
-    ("{not json", r"train.jsonl:2: malformed JSON"),
-    (json.dumps({k: v for k, v in GOOD.items() if k != "label"}), r"train.jsonl:2: missing field 'label'"),
-    (json.dumps({**GOOD, "label": "maybe"}), r"train.jsonl:2: field 'label' is 'maybe'; allowed: entailment"),
-    (json.dumps({**GOOD, "text_a": 3}), r"train.jsonl:2: field 'text_a' must be str, got int"),
-    (json.dumps({**GOOD, "extra": 1}), r"train.jsonl:2: unknown field\(s\) extra"),
-    (json.dumps({**GOOD, "text_a": "  "}), r"train.jsonl:2: field 'text_a' is empty"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("{not json", r"train.jsonl:2: malformed JSON"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "label"}), r"train.jsonl:2: missing field 'label'"),
+        (json.dumps({**GOOD, "label": "maybe"}), r"train.jsonl:2: field 'label' is 'maybe'; allowed: entailment"),
+        (json.dumps({**GOOD, "text_a": 3}), r"train.jsonl:2: field 'text_a' must be str, got int"),
+        (json.dumps({**GOOD, "extra": 1}), r"train.jsonl:2: unknown field\(s\) extra"),
+        (json.dumps({**GOOD, "text_a": "  "}), r"train.jsonl:2: field 'text_a' is empty"),
+    ],
+)
 def test_local_loader_names_file_line_and_field(tmp_path, line, message):
     (tmp_path / "mnli").mkdir()
     (tmp_path / "mnli" / "train.jsonl").write_text(json.dumps(GOOD) + "\n" + line + "\n")
@@ -139,8 +205,13 @@ def test_local_loader_names_file_line_and_field(tmp_path, line, message):
 
 def test_local_span_answer_must_be_in_context(tmp_path):
     (tmp_path / "squad").mkdir()
-    rec = {"id": "1", "context": "Ann owns a car.", "question": "q", "answers": {"text": ["car"], "answer_start": [2]},
-           "lang": "en"}
+    rec = {
+        "id": "1",
+        "context": "Ann owns a car.",
+        "question": "q",
+        "answers": {"text": ["car"], "answer_start": [2]},
+        "lang": "en",
+    }
     (tmp_path / "squad" / "dev.jsonl").write_text(json.dumps(rec) + "\n")
     with pytest.raises(DataError, match=r"dev.jsonl:1: field 'answers': 'car' is not at offset 2"):
         LocalLoader(tmp_path).load("squad", "dev")

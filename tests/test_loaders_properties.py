@@ -17,22 +17,39 @@ SPEC = get_task("mnli")
 EXAMPLES = 300
 OUTCOMES: Counter = Counter()  # per class of generated line: loaded / DataError (printed at the end)
 text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
-records = st.fixed_dictionaries({"id": st.text(max_size=8), "text_a": text, "text_b": st.none() | text,
-                                 "label": st.sampled_from(NLI_LABELS), "lang": st.just("en")})
+records = st.fixed_dictionaries(
+    {
+        "id": st.text(max_size=8),
+        "text_a": text,
+        "text_b": st.none() | text,
+        "label": st.sampled_from(NLI_LABELS),
+        "lang": st.just("en"),
+    }
+)
 bad_lines = st.one_of(
     st.binary(min_size=1, max_size=60).map(lambda b: ("bytes", b)),
     st.binary(min_size=1, max_size=20).map(lambda b: ("invalid utf-8", b"\xff" + b + b"\xfe")),
     st.integers(4400, 6000).map(lambda n: ("huge number", b'{"id": "1", "label": ' + b"9" * n + b"}")),
     st.integers(1100, 5000).map(lambda n: ("deep nesting", b"[" * n + b"]" * n)),
-    records.flatmap(lambda r: st.sampled_from(sorted(r)).map(
-        lambda k: ("wrong type", json.dumps({**r, k: 3 if k != "text_b" else []}).encode()))),
+    records.flatmap(
+        lambda r: st.sampled_from(sorted(r)).map(
+            lambda k: ("wrong type", json.dumps({**r, k: 3 if k != "text_b" else []}).encode())
+        )
+    ),
     records.map(lambda r: ("other language", json.dumps({**r, "lang": "fr"}).encode())),
-    st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
-                 lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-                 max_leaves=10).map(lambda v: ("any JSON", json.dumps(v).encode())),
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+        max_leaves=10,
+    ).map(lambda v: ("any JSON", json.dumps(v).encode())),
 )
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @seed(26)
@@ -57,7 +74,8 @@ def test_any_bad_line_is_a_data_error_naming_file_and_line(tmp_path_factory, goo
     except DataError as exc:
         message = str(exc)
         assert message.startswith(f"{path}:{len(good) + 1}: ") or (
-            message.startswith(f"{path}: no records") and not line.strip()), message
+            message.startswith(f"{path}: no records") and not line.strip()
+        ), message
         OUTCOMES[kind, "DataError"] += 1
     else:  # only a line that happens to be a valid record or blank may pass
         OUTCOMES[kind, "loaded"] += 1

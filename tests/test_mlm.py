@@ -19,8 +19,10 @@ def _corpus(docs: list[list[int]]) -> Encoded:
 
 def _sets():
     # "en" uses 4-13 and the shared 30-31 (names, digits); "fr" 14-23 and 30-31; the dev split adds 24 to fr
-    return {"en": [_corpus([[4, 5, 6, 30], [7, 8, 9, 10, 11, 12, 13, 31]])],
-            "fr": [_corpus([[14, 15, 16, 17, 30], [18, 19, 20, 21, 22, 23, 31]]), _corpus([[24, 14]])]}
+    return {
+        "en": [_corpus([[4, 5, 6, 30], [7, 8, 9, 10, 11, 12, 13, 31]])],
+        "fr": [_corpus([[14, 15, 16, 17, 30], [18, 19, 20, 21, 22, 23, 31]]), _corpus([[24, 14]])],
+    }
 
 
 def test_each_language_gets_the_tokens_its_documents_use_and_its_features_their_language():
@@ -34,8 +36,14 @@ def test_each_language_gets_the_tokens_its_documents_use_and_its_features_their_
         assert vocab.local[index][ids].tolist() == list(range(len(ids)))
     assert vocab.local[0, 14] == -100 and vocab.local[1, 4] == -100
     assert [f["lang_id"] for enc in sets["fr"] for f in enc.features] == [1, 1, 1]
-    batch = collate("mlm", sets["en"][0].features + sets["fr"][1].features, 1, MASK, VOCAB,
-                    generator=torch.Generator().manual_seed(0))
+    batch = collate(
+        "mlm",
+        sets["en"][0].features + sets["fr"][1].features,
+        1,
+        MASK,
+        VOCAB,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert batch["lang"].tolist() == [0, 0, 1]
 
 

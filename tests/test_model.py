@@ -7,8 +7,13 @@ from stilts_mlflow.presets import get_preset
 
 def _model():
     cfg = encoder_config(get_preset("smoke").model, vocab_size=50)
-    heads = [HeadSpec("nli", "classification", 3), HeadSpec("span", "span_qa"), HeadSpec("mc", "multiple_choice"),
-             HeadSpec("ccg", "tagging", 7), HeadSpec("mlm", "mlm")]
+    heads = [
+        HeadSpec("nli", "classification", 3),
+        HeadSpec("span", "span_qa"),
+        HeadSpec("mc", "multiple_choice"),
+        HeadSpec("ccg", "tagging", 7),
+        HeadSpec("mlm", "mlm"),
+    ]
     return MultiTaskModel(cfg, heads)
 
 
@@ -23,8 +28,9 @@ def test_every_head_kind_trains_on_one_shared_encoder():
     out = {
         "nli": model("nli", ids, mask, labels=torch.tensor([0, 2])),
         "span": model("span", ids, mask, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 4])),
-        "mc": model("mc", ids.unsqueeze(1).expand(2, 4, 9), mask.unsqueeze(1).expand(2, 4, 9),
-                    labels=torch.tensor([1, 3])),
+        "mc": model(
+            "mc", ids.unsqueeze(1).expand(2, 4, 9), mask.unsqueeze(1).expand(2, 4, 9), labels=torch.tensor([1, 3])
+        ),
         "ccg": model("ccg", ids, mask, labels=torch.randint(0, 7, (2, 9))),
         "mlm": model("mlm", ids, mask, labels=mlm_labels),
     }
@@ -75,7 +81,8 @@ def test_encoder_loads_from_masked_lm():
     model = _model()
     mlm = XLMRobertaForMaskedLM(model.config)
     model.load_encoder_from(mlm)
-    torch.testing.assert_close(model.roberta.embeddings.word_embeddings.weight,
-                               mlm.roberta.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        model.roberta.embeddings.word_embeddings.weight, mlm.roberta.embeddings.word_embeddings.weight
+    )
     back = model.to_masked_lm()
     torch.testing.assert_close(back.lm_head.dense.weight, mlm.lm_head.dense.weight)

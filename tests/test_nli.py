@@ -9,10 +9,19 @@ from stilts_mlflow.tasks.synthetic import SyntheticTasks
 from stilts_mlflow.world.nli import NLIGenerator, join_label, styled
 
 
-@pytest.mark.parametrize("relations,label", [
-    (["="], "entailment"), (["⊏"], "entailment"), (["=", "⊏"], "entailment"), (["|"], "contradiction"),
-    (["#", "|"], "contradiction"), (["#"], "neutral"), (["⊐"], "neutral"), (["=", "#"], "neutral"),
-])
+@pytest.mark.parametrize(
+    "relations,label",
+    [
+        (["="], "entailment"),
+        (["⊏"], "entailment"),
+        (["=", "⊏"], "entailment"),
+        (["|"], "contradiction"),
+        (["#", "|"], "contradiction"),
+        (["#"], "neutral"),
+        (["⊐"], "neutral"),
+        (["=", "#"], "neutral"),
+    ],
+)
 def test_natural_logic_join(relations, label):
     assert join_label(relations) == label
 
@@ -23,8 +32,11 @@ def test_labels_balanced_within_every_signature(world):
     sigs = {p.signature for p in pairs}
     assert Counter(p.label for p in pairs) == {"entailment": 1000, "neutral": 1000, "contradiction": 1000}
     # every signature group holds each label equally often (up to the final cut)
-    spread = [max(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction"))
-              - min(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction")) for s in sigs]
+    spread = [
+        max(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction"))
+        - min(by_sig[(s, lab)] for lab in ("entailment", "neutral", "contradiction"))
+        for s in sigs
+    ]
     assert sum(spread) <= 2
 
 

@@ -21,11 +21,17 @@ def stilts(args, cwd: Path, cache: Path, extra_env=None, check=True, prelude: st
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     # this checkout's package first, whatever the environment has installed (the subprocess runs in `cwd`)
     repo = str(Path(__file__).resolve().parents[1])
-    env.update({"STILTS_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
-                **(extra_env or {})})
+    env.update(
+        {
+            "STILTS_CACHE": str(cache),
+            "PYTHONPATH": os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")])),
+            **(extra_env or {}),
+        }
+    )
     command = ["-c", f"{prelude}\nfrom stilts_mlflow.cli import main\nmain()"] if prelude else ["-m", "stilts_mlflow"]
-    proc = subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"stilts {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -68,9 +74,13 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     # continued multilingual MLM (smoke: mlm_share 0.2) trained the MLM head pretraining handed over
     assert inter.data.params["train.mlm_share"] == "0.2"
     # both MLM phases score masked tokens against their own language's tokens (mlm.py), and say so
-    assert inter.data.params["train.mlm_softmax"] == phases["pretrain"][0].data.params["train.mlm_softmax"] == "language"
+    assert (
+        inter.data.params["train.mlm_softmax"] == phases["pretrain"][0].data.params["train.mlm_softmax"] == "language"
+    )
     client = mlflow.MlflowClient()
-    assert {"mlm-train-en", "mlm-train-sw"} <= {d.dataset.name for d in client.get_run(inter.info.run_id).inputs.dataset_inputs}
+    assert {"mlm-train-en", "mlm-train-sw"} <= {
+        d.dataset.name for d in client.get_run(inter.info.run_id).inputs.dataset_inputs
+    }
     inter_out = cache / "runs" / inter.data.tags["stilts.key"] / "output"
     pre_out = cache / "runs" / phases["pretrain"][0].data.tags["stilts.key"] / "output"
     assert {"name": "mlm", "kind": "mlm", "num_labels": 0} in json.loads((inter_out / "heads.json").read_text())
@@ -82,8 +92,11 @@ def test_pipeline_tracks_everything_and_reuses_finished_phases(tmp_path):
     assert pipe[0].data.metrics["test/accuracy_avg"] == ev.data.metrics["test/accuracy_avg"]
     artifacts = {a.path for a in client.list_artifacts(ev.info.run_id)}
     assert {"xnli_test_accuracy.png", "xnli_test_accuracy.json", "confusion_matrices.json"} <= artifacts
-    confusion = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=ev.info.run_id,
-                                                                    artifact_path="confusion_matrices.json")).read_text())
+    confusion = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=ev.info.run_id, artifact_path="confusion_matrices.json")
+        ).read_text()
+    )
     assert sorted(confusion) == sorted(langs) and sum(map(sum, confusion["fr"])) == 24
     # dataset inputs and checkpoints as logged models with their step
     target = phases["target"][0]
@@ -172,15 +185,17 @@ def test_target_restarts_keep_the_best_attempt_and_resume_after_sigkill(tmp_path
     scores = [json.loads(f.read_text())["best_score"] for f in (state0, state1)]
     assert m["best_score"] == max(scores) and m["best_attempt"] == scores.index(max(scores))
     assert json.loads(state1.read_text())["config"]["seed"] == 1000
-    names = {lm.name for lm in mlflow.search_logged_models(experiment_ids=[target.info.experiment_id],
-                                                             output_format="list")}
+    names = {
+        lm.name for lm in mlflow.search_logged_models(experiment_ids=[target.info.experiment_id], output_format="list")
+    }
     assert {"target-step12", "target-restart1-step12"} <= names
     # the rerun of the finished pipeline reuses it: no third attempt
     assert "restart" not in stilts(args, clean, clean / "cache", prelude=RESTARTING).stderr
 
     # SIGKILL inside the restart (the second target run of the process), rerun: same result as uninterrupted
-    killed = stilts(args, broken, broken / "cache", {"STILTS_FAULT_KILL_AT": "target:9#2"}, check=False,
-                    prelude=RESTARTING)
+    killed = stilts(
+        args, broken, broken / "cache", {"STILTS_FAULT_KILL_AT": "target:9#2"}, check=False, prelude=RESTARTING
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     resumed = stilts(args, broken, broken / "cache", prelude=RESTARTING)
     assert "resuming from step 6" in resumed.stderr
@@ -202,12 +217,37 @@ def test_xlmr_preset_goes_through_from_pretrained(tmp_path):
     from stilts_mlflow.tokenizer import load_tokenizer
 
     tok = load_tokenizer(tok_dir)
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1, bos_token_id=0,
-                           eos_token_id=2, type_vocab_size=1)
+    cfg = XLMRobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        type_vocab_size=1,
+    )
     XLMRobertaForMaskedLM(cfg).save_pretrained(str(tok_dir))
-    proc = stilts(["pipeline", "--preset", "xlmr-base", "--source", "local", "--data-dir", str(data),
-                   "--pretrained", str(tok_dir), "--tasks", "mnli", "--no-progress"], tmp_path, cache)
+    proc = stilts(
+        [
+            "pipeline",
+            "--preset",
+            "xlmr-base",
+            "--source",
+            "local",
+            "--data-dir",
+            str(data),
+            "--pretrained",
+            str(tok_dir),
+            "--tasks",
+            "mnli",
+            "--no-progress",
+        ],
+        tmp_path,
+        cache,
+    )
     assert "zero-shot XNLI test accuracy: en" in proc.stdout
     all_runs = runs(tmp_path)
     assert not by_phase(all_runs, "pretrain")  # XLM-R is phase 1 already
@@ -218,13 +258,16 @@ def test_xlmr_preset_goes_through_from_pretrained(tmp_path):
     assert inter.data.params["train.learning_rate"] == "1e-05"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--tasks", "mnli,boolq"], "Error: unknown intermediate task(s) boolq; allowed: anli, mnli, qqp"),
-    (["--preset", "huge"], "Invalid value for '--preset'"),
-    (["--seed", "-1"], "Invalid value for '--seed'"),
-    (["--sampler", "capped"], "Error: sampler=capped needs cap > 0"),
-    (["--temperature", "0"], "Error: temperature must be > 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tasks", "mnli,boolq"], "Error: unknown intermediate task(s) boolq; allowed: anli, mnli, qqp"),
+        (["--preset", "huge"], "Invalid value for '--preset'"),
+        (["--seed", "-1"], "Invalid value for '--seed'"),
+        (["--sampler", "capped"], "Error: sampler=capped needs cap > 0"),
+        (["--temperature", "0"], "Error: temperature must be > 0"),
+    ],
+)
 def test_bad_parameters_give_one_clear_line(tmp_path, args, message):
     proc = stilts(["pipeline", *args], tmp_path, tmp_path / "cache", check=False)
     assert proc.returncode == 2
@@ -235,12 +278,30 @@ def mlflow_run(entry_point: str, params: list[str], cwd: Path) -> subprocess.Com
     """`mlflow run` of this project (local env manager) in `cwd`, with `-P` parameters `params`."""
     repo = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(STILTS_CACHE=str(cwd / "cache"), MLFLOW_TRACKING_URI=f"sqlite:///{cwd / 'mlflow.db'}",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
-    return subprocess.run([str(Path(sys.executable).parent / "mlflow"), "run", str(repo), "-e", entry_point,
-                           *[a for p in params for a in ("-P", p)], "--env-manager", "local",
-                           "--experiment-name", "stilts-xnli"], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env.update(
+        STILTS_CACHE=str(cwd / "cache"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{cwd / 'mlflow.db'}",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    )
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "run",
+            str(repo),
+            "-e",
+            entry_point,
+            *[a for p in params for a in ("-P", p)],
+            "--env-manager",
+            "local",
+            "--experiment-name",
+            "stilts-xnli",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow

@@ -103,8 +103,15 @@ def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(
     model = MultiTaskModel(pretrained.config, [HeadSpec("nli", "classification", 3)])
     model.load_encoder_from(pretrained)
     tc = replace(TINY.target, checkpoint_every=TINY.target.steps)  # the preset's target recipe, seed 0
-    train_phase(PhaseConfig("target", tc, seed=0), model, {"xnli": data("train", "en", TINY.data.xnli_train)},
-                {"xnli": {"en": data("dev", "en", TINY.data.xnli_dev)}}, tok, tmp_path / "target", progress=False)
+    train_phase(
+        PhaseConfig("target", tc, seed=0),
+        model,
+        {"xnli": data("train", "en", TINY.data.xnli_train)},
+        {"xnli": {"en": data("dev", "en", TINY.data.xnli_dev)}},
+        tok,
+        tmp_path / "target",
+        progress=False,
+    )
     metrics, _ = zero_shot(model, {lang: data("test", lang, GUARD_TEST) for lang in XNLI_LANGUAGES}, tok)
     assert metrics["test/accuracy.en"] > 0.6, metrics
     assert metrics["test/accuracy.non_en_avg"] > 1 / 3 + 4 * 0.0103, metrics

@@ -90,7 +90,7 @@ def test_linear_curve_is_not_diminishing():
 
 
 def test_accelerating_curve_is_not_called_steady_or_diminishing():
-    result = analyse(_study(lambda k: 0.40 + 0.003 * k ** 2))
+    result = analyse(_study(lambda k: 0.40 + 0.003 * k**2))
     assert result.verdict == "accelerating", result.evidence
 
 
@@ -130,7 +130,9 @@ def test_a_gain_next_to_a_single_pipeline_carries_that_pipelines_own_noise():
     gain = marginal_gains(obs)[1]
     c1 = curve(obs)[1]
     assert gain.mean == pytest.approx(np.mean(k1) - 0.401)
-    t = stats.t.ppf(0.975, len(k1) - 1)  # k = 0 adds no degrees of freedom; nine singletons leave no room for task effects
+    t = stats.t.ppf(
+        0.975, len(k1) - 1
+    )  # k = 0 adds no degrees of freedom; nine singletons leave no room for task effects
     sd = np.std(k1, ddof=1)
     assert c1.high - c1.low == pytest.approx(2 * t * sd / 3)
     assert gain.high - gain.low == pytest.approx(2 * t * sd * np.sqrt(1 + 1 / 9))
@@ -141,8 +143,10 @@ def test_attribution_finds_the_task_that_helps():
     # A task's effect is what including it adds over including an average task of the same size: mnli's +0.05
     # is +0.05 * 8/9 against the average of all nine, and every other task is 0.05/9 below that average.
     rng = np.random.default_rng(0)
-    obs = [Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))
-           for s, seed in StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()]
+    obs = [
+        Observation(s, seed, 0.4 + 0.05 * ("mnli" in s) + rng.normal(0, 0.005))
+        for s, seed in StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()
+    ]
     effects = attribution(obs)
     assert effects["mnli"].low <= 0.05 * 8 / 9 <= effects["mnli"].high and effects["mnli"].low > 0.03
     assert sum(effects[t].low <= -0.05 / 9 <= effects[t].high for t in effects if t != "mnli") >= 7
@@ -161,7 +165,9 @@ def test_child_key_follows_the_resolved_recipe(monkeypatch):
     before = child_key(opts)
     assert child_key(replace(opts, progress=False)) == before
     smoke = presets.PRESETS["smoke"]
-    monkeypatch.setitem(presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1)))
+    monkeypatch.setitem(
+        presets.PRESETS, "smoke", replace(smoke, target=replace(smoke.target, steps=smoke.target.steps + 1))
+    )
     assert child_key(opts) != before
 
 
@@ -191,8 +197,10 @@ def test_report_lists_the_restarted_target_phases():
     from stilts_mlflow.scaling.report import markdown
 
     result = analyse(_study(lambda k: 0.40 + 0.01 * k))
-    runs = [{"subset": [], "k": 0, "seed": 0, "target_attempts": 1},
-            {"subset": ["squad", "anli"], "k": 2, "seed": 1, "target_attempts": 3}]
+    runs = [
+        {"subset": [], "k": 0, "seed": 0, "target_attempts": 1},
+        {"subset": ["squad", "anli"], "k": 2, "seed": 1, "target_attempts": 3},
+    ]
     md = markdown(result, "study", True, runs)
     assert "1 of 2 target phases stayed on the plateau" in md
     assert "- k = 2 squad-anli, seed 1: 3 attempts" in md

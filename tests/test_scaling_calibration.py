@@ -61,8 +61,14 @@ def test_the_calibration_catches_an_analysis_whose_intervals_are_too_narrow(refe
             mid = (low + high) / 2
             return mid - (mid - low) * 2 / 3, mid + (high - mid) * 2 / 3
 
-        return Outcomes(out.verdict, shrink(out.curve), shrink(out.gains), shrink(out.slope), shrink(out.curvature),
-                        shrink(out.attribution))
+        return Outcomes(
+            out.verdict,
+            shrink(out.curve),
+            shrink(out.gains),
+            shrink(out.slope),
+            shrink(out.curvature),
+            shrink(out.attribution),
+        )
 
     result = simulate.calibrate(StudyDesign(), reference, studies=300, seed=1, analyser=narrow)
     assert all(result.coverage_rate(kind) < 0.90 for kind in simulate.KINDS)
@@ -71,8 +77,12 @@ def test_the_calibration_catches_an_analysis_whose_intervals_are_too_narrow(refe
 def test_the_batched_analysis_is_the_per_study_analysis(reference):
     runs = StudyDesign(subsets_per_size=3, seeds=(0, 1)).runs()
     tasks = sorted({t for s, _ in runs for t in s})
-    truth = simulate.standard_truths(StudyModels.build(Units.from_subsets([s for s, _ in runs])),
-                                     power.Detectable(0.01, 0.004, 0.08, 0, 0, 1, 1), 0.09, 9)[3]
+    truth = simulate.standard_truths(
+        StudyModels.build(Units.from_subsets([s for s, _ in runs])),
+        power.Detectable(0.01, 0.004, 0.08, 0, 0, 1, 1),
+        0.09,
+        9,
+    )[3]
     draws = simulate.draw(truth, runs, tasks, reference, 12, np.random.default_rng(3))
     batched = assess(runs, draws.scores).outcomes()
     single = simulate.per_study(analyse)(runs, draws.scores)
@@ -106,7 +116,7 @@ def test_reference_noise_is_measured_from_the_shipped_rows(reference):
     assert len(data["runs"]) == 32 and reference.residual_df == 14  # 32 subsets - 10 sizes - 8 task effects
     assert reference.residual_sd == pytest.approx(0.0455, abs=5e-4)
     assert 0 < reference.task_sd < reference.subset_sd
-    assert np.mean(reference.language_cov) == pytest.approx(reference.residual_sd ** 2)  # the average's variance
+    assert np.mean(reference.language_cov) == pytest.approx(reference.residual_sd**2)  # the average's variance
     assert 1 < reference.effective_languages < 15
 
 
@@ -115,11 +125,19 @@ def test_noise_measured_on_simulated_studies_recovers_the_planted_noise(referenc
     tasks = sorted({t for s, _ in runs for t in s})
     flat = simulate.Truth("flat", "inconclusive", (0.5,) * 10, 0, "")
     draws = simulate.draw(flat, runs, tasks, reference, 40, np.random.default_rng(7))
-    found = [noise.estimate({"runs": [{"subset": list(s), "seed": seed, "xnli_test": dict(zip(reference.languages, lang))}
-                                      for (s, seed), lang in zip(runs, study)]})
-             for study in draws.languages]
+    found = [
+        noise.estimate(
+            {
+                "runs": [
+                    {"subset": list(s), "seed": seed, "xnli_test": dict(zip(reference.languages, lang))}
+                    for (s, seed), lang in zip(runs, study)
+                ]
+            }
+        )
+        for study in draws.languages
+    ]
     assert np.mean([f.subset_sd for f in found]) == pytest.approx(reference.subset_sd, rel=0.1)
-    assert np.sqrt(np.mean([f.seed_sd ** 2 for f in found])) == pytest.approx(reference.seed_sd, rel=0.1)
+    assert np.sqrt(np.mean([f.seed_sd**2 for f in found])) == pytest.approx(reference.seed_sd, rel=0.1)
 
 
 def test_minimum_detectable_effect_has_80_percent_power():
@@ -216,13 +234,20 @@ def test_mlproject_scaling_parameters_are_cli_options():
 def test_scaling_plan_prints_the_plan_and_starts_no_run(tmp_path):
     from test_pipeline import stilts
 
-    for args in (["scaling", "--plan"], ["scaling", "--preset", "xlmr-large", "--plan", "true", "--max-parallel", "16"]):
+    for args in (
+        ["scaling", "--plan"],
+        ["scaling", "--preset", "xlmr-large", "--plan", "true", "--max-parallel", "16"],
+    ):
         proc = stilts(args, tmp_path, tmp_path / "cache")
         assert "Minimum detectable at 80% power" in proc.stdout and "More seeds or subsets" in proc.stdout
     assert "Kubernetes Jobs: 32" in proc.stdout and "wall time with 16 at a time" in proc.stdout
     assert not (tmp_path / "mlflow.db").exists()  # nothing trained, no run started
-    off = stilts(["scaling", "--plan", "false", "--preset", "smoke", "--sizes", "0", "--render-jobs", "jobs"],
-                 tmp_path, tmp_path / "cache", check=False)
+    off = stilts(
+        ["scaling", "--plan", "false", "--preset", "smoke", "--sizes", "0", "--render-jobs", "jobs"],
+        tmp_path,
+        tmp_path / "cache",
+        check=False,
+    )
     assert "Minimum detectable" not in off.stdout  # plan=false is the study (here: its --render-jobs check)
 
 

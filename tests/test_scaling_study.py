@@ -35,8 +35,15 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     assert parent.data.tags["stilts.verdict"] in ("diminishing", "accelerating", "steady", "declining", "inconclusive")
     assert parent.data.metrics["study/pipelines"] == 12
     report = {f.path for f in MlflowClient().list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.md", "report/report.html", "report/summary.json", "report/curve.png",
-            "report/marginal_gains.png", "report/k_by_language.png", "report/task_attribution.png"} <= report
+    assert {
+        "report/report.md",
+        "report/report.html",
+        "report/summary.json",
+        "report/curve.png",
+        "report/marginal_gains.png",
+        "report/k_by_language.png",
+        "report/task_attribution.png",
+    } <= report
     summary = json.loads((tmp_path / "scaling_report" / "summary.json").read_text())
     assert summary["synthetic"] is True and set(summary["curve"]) == {"0", "1", "2", "3"}
     assert len(summary["runs"]) == 12 and all(r["run_id"] for r in summary["runs"])
@@ -77,17 +84,41 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     assert "parity_max_abs_diff.fp32:" in again_export.stdout
     assert len(client.search_model_versions("name='stilts-xnli-onnx'")) == len(twins)
     champion = mlflow.pyfunc.load_model("models:/stilts-xnli-onnx@champion")
-    frame = pd.DataFrame({"premise": ["Tom buys a big dog .", "Nadia 买了一只大狗。", "Omar يشتري كلبا كبيرا ."],
-                          "hypothesis": ["Tom buys a little dog .", "Nadia 买了一只狗。", "Omar يشتري كلبا ."]})
+    frame = pd.DataFrame(
+        {
+            "premise": ["Tom buys a big dog .", "Nadia 买了一只大狗。", "Omar يشتري كلبا كبيرا ."],
+            "hypothesis": ["Tom buys a little dog .", "Nadia 买了一只狗。", "Omar يشتري كلبا ."],
+        }
+    )
     assert list(champion.predict(frame)["label"].isin(["entailment", "neutral", "contradiction"])) == [True] * 3
-    served = subprocess.run([sys.executable, "-m", "mlflow", "models", "predict", "-m",
-                             "models:/stilts-xnli-onnx@champion", "--env-manager", "local", "-t", "json", "-i",
-                             str(_write_input(tmp_path / "input.json", frame))],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                 "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "predict",
+            "-m",
+            "models:/stilts-xnli-onnx@champion",
+            "--env-manager",
+            "local",
+            "-t",
+            "json",
+            "-i",
+            str(_write_input(tmp_path / "input.json", frame)),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        },
+    )
     assert served.returncode == 0, served.stderr[-2000:]
-    predictions = json.loads(served.stdout[served.stdout.index("{"):])["predictions"]
+    predictions = json.loads(served.stdout[served.stdout.index("{") :])["predictions"]
     assert len(predictions) == 3 and {"label", "p_entailment"} <= set(predictions[0])
 
     # the same study again: every pipeline reused, no training run started, identical summary

@@ -45,14 +45,18 @@ def test_nli_one_pair_and_a_batch_match_the_engine(client, engine, dev):
     got = r.json()["results"]
     want = engine.predict([a for a, _ in pairs], [b for _, b in pairs])
     assert [g["label"] for g in got] == [w["label"] for w in want]
-    assert np.allclose([g["probabilities"]["neutral"] for g in got], [w["probabilities"]["neutral"] for w in want],
-                       atol=1e-5)
+    assert np.allclose(
+        [g["probabilities"]["neutral"] for g in got], [w["probabilities"]["neutral"] for w in want], atol=1e-5
+    )
 
 
 @pytest.mark.slow
 def test_zero_shot_ranks_labels(client):
-    body = {"text": "Tom buys a big dog .", "candidate_labels": ["large", "small", "old"],
-            "hypothesis_template": "Tom buys a {} dog ."}
+    body = {
+        "text": "Tom buys a big dog .",
+        "candidate_labels": ["large", "small", "old"],
+        "hypothesis_template": "Tom buys a {} dog .",
+    }
     r = client.post("/v1/zero-shot", json=body)
     assert r.status_code == 200
     labels = r.json()["labels"]
@@ -95,8 +99,12 @@ BAD = [
     ("/v1/nli", {"premise": "a" * 150, "hypothesis": "b" * 150, "pad": "c" * 5000}, 413, "body"),
     ("/v1/zero-shot", {"text": "a", "candidate_labels": ["x", "y", "z", "w"]}, 413, "candidate_labels"),
     ("/v1/zero-shot", {"text": "a", "candidate_labels": []}, 422, "candidate_labels"),
-    ("/v1/zero-shot", {"text": "a", "candidate_labels": ["x"], "hypothesis_template": "no slot"}, 422,
-     "hypothesis_template"),
+    (
+        "/v1/zero-shot",
+        {"text": "a", "candidate_labels": ["x"], "hypothesis_template": "no slot"},
+        422,
+        "hypothesis_template",
+    ),
     ("/v1/zero-shot", {"text": "", "candidate_labels": ["x"]}, 422, "text"),
     ("/v1/zero-shot", {"text": "a", "candidate_labels": "x"}, 422, "candidate_labels"),
 ]
@@ -105,7 +113,11 @@ BAD = [
 @pytest.mark.slow
 @pytest.mark.parametrize("path, body, status, field", BAD)
 def test_bad_input_is_a_4xx_naming_the_field(client, path, body, status, field):
-    kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    kw = (
+        {"content": body, "headers": {"content-type": "application/json"}}
+        if isinstance(body, bytes)
+        else {"json": body}
+    )
     r = client.post(path, **kw)
     assert r.status_code == status, r.text
     assert r.json()["field"] == field and field.split(".")[-1] in r.json()["error"]
@@ -135,8 +147,13 @@ def test_micro_batcher_merges_concurrent_requests():
 
 
 def _serve(args, env, port):
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(port), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc
 
 
@@ -147,8 +164,13 @@ def test_unknown_alias_at_start_up_is_a_clear_error(tmp_path):
 
     MlflowClient(uri).search_registered_models()  # an existing, empty store (a missing one is its own error)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    proc = subprocess.run([sys.executable, "-m", "serving", "--model-uri", "models:/stilts-xnli-onnx@nope"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "serving", "--model-uri", "models:/stilts-xnli-onnx@nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Error: models:/stilts-xnli-onnx@nope: no such registered model version or alias" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -185,7 +207,9 @@ def test_bounded_load_on_loopback(exported):
 
 
 def test_serving_imports_neither_torch_nor_transformers():
-    code = ("import sys, serving.app, serving.loader, serving.engine, serving.pyfunc, serving.__main__; "
-            "print(sorted(m for m in ('torch', 'transformers', 'stilts_mlflow') if m in sys.modules))")
+    code = (
+        "import sys, serving.app, serving.loader, serving.engine, serving.pyfunc, serving.__main__; "
+        "print(sorted(m for m in ('torch', 'transformers', 'stilts_mlflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

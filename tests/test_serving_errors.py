@@ -36,22 +36,39 @@ def _chunks(total: int, size: int = 1000):
 # (method, path, request keyword arguments, status, field)
 CASES = [
     ("POST", "/v1/nli", {"content": b'{"premise": "\xff\xfe", "hypothesis": "b"}', "headers": JSON}, 400, "body"),
-    ("POST", "/v1/nli", {"content": b'{"premise": ' + b"9" * 5000 + b', "hypothesis": "b"}', "headers": JSON}, 400,
-     "body"),
+    (
+        "POST",
+        "/v1/nli",
+        {"content": b'{"premise": ' + b"9" * 5000 + b', "hypothesis": "b"}', "headers": JSON},
+        400,
+        "body",
+    ),
     ("POST", "/v1/nli", {"content": b"[" * 5000 + b"]" * 5000, "headers": JSON}, 400, "body"),
     ("POST", "/v1/nli", {"content": b"{" * 6000, "headers": JSON}, 400, "body"),
     ("POST", "/v1/nli", {"content": b'{"premise": NaN}', "headers": JSON}, 422, "premise"),
     ("POST", "/v1/nli", {"content": b"[]", "headers": JSON}, 422, "body"),
     ("POST", "/v1/nli", {"content": b"null", "headers": JSON}, 422, "body"),
     ("POST", "/v1/nli", {"content": b"premise=a", "headers": {"content-type": "text/plain"}}, 422, "body"),
-    ("POST", "/v1/nli", {"content": gzip.compress(b'{"premise": "a", "hypothesis": "b"}'),
-                         "headers": {**JSON, "content-encoding": "gzip"}}, 415, "content-encoding"),
+    (
+        "POST",
+        "/v1/nli",
+        {
+            "content": gzip.compress(b'{"premise": "a", "hypothesis": "b"}'),
+            "headers": {**JSON, "content-encoding": "gzip"},
+        },
+        415,
+        "content-encoding",
+    ),
     ("POST", "/v1/nli", {"content": _chunks(20_000), "headers": JSON}, 413, "body"),  # chunked, no length
     ("POST", "/v1/nli", {"content": b" " * 20_000, "headers": JSON}, 413, "body"),
-    ("POST", "/v1/zero-shot", {"json": {"text": "a", "candidate_labels": ["x"], "multi_label": "yes"}}, 422,
-     "multi_label"),
-    ("POST", "/v1/zero-shot", {"json": {"text": "a", "candidate_labels": ["x"], "multi_label": 1}}, 422,
-     "multi_label"),
+    (
+        "POST",
+        "/v1/zero-shot",
+        {"json": {"text": "a", "candidate_labels": ["x"], "multi_label": "yes"}},
+        422,
+        "multi_label",
+    ),
+    ("POST", "/v1/zero-shot", {"json": {"text": "a", "candidate_labels": ["x"], "multi_label": 1}}, 422, "multi_label"),
     ("POST", "/v1/nli", {"json": {"premise": ["a"], "hypothesis": "b"}}, 422, "premise"),
     ("POST", "/v1/nli/", {"json": {"premise": "a", "hypothesis": "b"}}, 404, "path"),
     ("GET", "/v1/model/", {}, 404, "path"),
@@ -62,8 +79,9 @@ CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, path, kwargs, status, field", CASES,
-                         ids=[f"{c[0]} {c[1]} {c[3]} {c[4]} #{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, field", CASES, ids=[f"{c[0]} {c[1]} {c[3]} {c[4]} #{i}" for i, c in enumerate(CASES)]
+)
 def test_every_4xx_is_the_json_error_shape(client, method, path, kwargs, status, field):
     r = client.request(method, path, **kwargs)
     assert r.status_code == status, r.text
@@ -100,6 +118,9 @@ def test_unknown_paths_share_one_metrics_label(exported):
     assert _series(after) == _series(before) and len(after) < len(before) + 200, (len(before), len(after))
     assert 'endpoint="unmatched",status="404"' in after and "/made-up" not in after
     assert growth < 4 * 2**20, growth
-    counted = sum(float(line.split()[-1]) for line in after.splitlines()
-                  if line.startswith('stilts_requests_total{endpoint="unmatched"'))
+    counted = sum(
+        float(line.split()[-1])
+        for line in after.splitlines()
+        if line.startswith('stilts_requests_total{endpoint="unmatched"')
+    )
     assert counted == UNKNOWN_PATHS + 300

@@ -17,8 +17,15 @@ import pytest
 
 from netutil import serve
 from serving import loader
-from serving.engine import CHECKSUM_FILE, MANIFEST_TAG, META_FILE, TOKENIZER_FILE, IntegrityError, NLIEngine, \
-    sha256_file
+from serving.engine import (
+    CHECKSUM_FILE,
+    MANIFEST_TAG,
+    META_FILE,
+    TOKENIZER_FILE,
+    IntegrityError,
+    NLIEngine,
+    sha256_file,
+)
 
 GRAPH = "onnx/model.opt.onnx"
 
@@ -100,8 +107,11 @@ def test_directory_mode_says_it_has_no_registry_pin(exported):
 
 # --- registry mode: the manifest pinned by a tag ----------------------------------------------------
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -144,12 +154,18 @@ def store(registry):
 REGISTRY_TAMPER = {
     "label order, manifest rewritten": (lambda d: (_swap_labels(d), _rewrite_manifest(d)), "registry tag"),
     "tokenizer, manifest rewritten": (lambda d: (_change_tokenizer(d), _rewrite_manifest(d)), "registry tag"),
-    "graph, manifest rewritten": (lambda d: ((d / GRAPH).write_bytes((d / GRAPH).read_bytes()[:-8]),
-                                             _rewrite_manifest(d)), "registry tag"),
+    "graph, manifest rewritten": (
+        lambda d: ((d / GRAPH).write_bytes((d / GRAPH).read_bytes()[:-8]), _rewrite_manifest(d)),
+        "registry tag",
+    ),
     "label order": (_swap_labels, "stilts_onnx.json: sha256 .* does not match the exported"),
     "metadata field missing, manifest rewritten": (
-        lambda d: ((d / META_FILE).write_text(json.dumps({"labels": ["entailment", "contradiction"]})),
-                   _rewrite_manifest(d)), "registry tag"),
+        lambda d: (
+            (d / META_FILE).write_text(json.dumps({"labels": ["entailment", "contradiction"]})),
+            _rewrite_manifest(d),
+        ),
+        "registry tag",
+    ),
 }
 
 
@@ -177,8 +193,13 @@ def test_a_tampered_registry_version_stops_start_up_with_one_line(store, registr
     _change_tokenizer(stored)
     _rewrite_manifest(stored)
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry[0]}
-    proc = subprocess.run([sys.executable, "-m", "serving", "--model-uri", model_uri], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "serving", "--model-uri", model_uri],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"does not match the registry tag {MANIFEST_TAG}" in proc.stderr.strip().splitlines()[-1]
 
@@ -186,12 +207,19 @@ def test_a_tampered_registry_version_stops_start_up_with_one_line(store, registr
 @pytest.mark.slow
 def test_start_up_errors_are_one_line(tmp_path, registry):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'missing' / 'mlflow.db'}"}
-    cases = [(["--model-uri", "models:/stilts-xnli-onnx/1"], env, "does not exist"),
-             (["--model-uri", str(tmp_path / "nope")], None, "not a directory"),
-             (["--model-uri", str(tmp_path)], None, "holds no stilts ONNX export")]
+    cases = [
+        (["--model-uri", "models:/stilts-xnli-onnx/1"], env, "does not exist"),
+        (["--model-uri", str(tmp_path / "nope")], None, "not a directory"),
+        (["--model-uri", str(tmp_path)], None, "holds no stilts ONNX export"),
+    ]
     for args, case_env, message in cases:
-        proc = subprocess.run([sys.executable, "-m", "serving", *args], env=case_env or dict(os.environ),
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "serving", *args],
+            env=case_env or dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert message in proc.stderr
     assert not (tmp_path / "missing").exists()  # no empty store created on the way

@@ -46,8 +46,9 @@ async def _concurrently(app, requests):
     """Send every (path, raw body) at once through the app's lifespan; return the responses in order."""
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        return await asyncio.gather(*(c.post(path, content=body, headers={"content-type": "application/json"})
-                                      for path, body in requests))
+        return await asyncio.gather(
+            *(c.post(path, content=body, headers={"content-type": "application/json"}) for path, body in requests)
+        )
 
 
 def _valid(dev):
@@ -62,20 +63,27 @@ def _assert_same(response, want):
     assert response.status_code == 200, response.text
     (got,) = response.json()["results"]
     assert got["label"] == want["label"]
-    assert np.allclose([got["probabilities"][k] for k in want["probabilities"]], list(want["probabilities"].values()),
-                       atol=1e-5)
+    assert np.allclose(
+        [got["probabilities"][k] for k in want["probabilities"]], list(want["probabilities"].values()), atol=1e-5
+    )
 
 
 # Texts the JSON parser accepts and the tokenizer rejects: lone UTF-16 surrogate escapes, in every text field.
 POISON_TEXT = [
     ("/v1/nli", '{"premise": "a \\ud800 b", "hypothesis": "c ."}', "premise"),
     ("/v1/nli", '{"premise": "a .", "hypothesis": "\\udfff"}', "hypothesis"),
-    ("/v1/nli", '{"pairs": [{"premise": "a", "hypothesis": "b"}, {"premise": "a", "hypothesis": "x\\udc00"}]}',
-     "pairs.1.hypothesis"),
+    (
+        "/v1/nli",
+        '{"pairs": [{"premise": "a", "hypothesis": "b"}, {"premise": "a", "hypothesis": "x\\udc00"}]}',
+        "pairs.1.hypothesis",
+    ),
     ("/v1/zero-shot", '{"text": "\\ud83d", "candidate_labels": ["x"]}', "text"),
     ("/v1/zero-shot", '{"text": "a .", "candidate_labels": ["x", "\\ud83dy"]}', "candidate_labels.1"),
-    ("/v1/zero-shot", '{"text": "a .", "candidate_labels": ["x"], "hypothesis_template": "{} \\udbff"}',
-     "hypothesis_template"),
+    (
+        "/v1/zero-shot",
+        '{"text": "a .", "candidate_labels": ["x"], "hypothesis_template": "{} \\udbff"}',
+        "hypothesis_template",
+    ),
 ]
 
 
@@ -116,8 +124,10 @@ def test_a_request_failing_inside_a_full_batch_fails_alone(engine, dev, caplog):
         _assert_same(by_body[body], w)
     for _, body in poison:
         r = by_body[body]
-        assert r.status_code == 500 and r.json() == {"error": "internal error while scoring this request",
-                                                     "field": None}
+        assert r.status_code == 500 and r.json() == {
+            "error": "internal error while scoring this request",
+            "field": None,
+        }
     assert "Traceback" not in caplog.text
     assert caplog.text.count("scoring failed") == len(poison)  # one line per failed request
 
@@ -131,8 +141,9 @@ def test_micro_batcher_isolates_a_failing_request():
     async def main():
         batcher = MicroBatcher(score, max_batch=16, max_wait_ms=20)
         batcher.start()
-        results = await asyncio.gather(*(batcher.submit(["bad" if i % 4 == 0 else "p" * i], ["h"])
-                                         for i in range(12)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(batcher.submit(["bad" if i % 4 == 0 else "p" * i], ["h"]) for i in range(12)), return_exceptions=True
+        )
         await batcher.stop()
         return results
 

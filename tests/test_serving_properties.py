@@ -22,8 +22,7 @@ OUTCOMES: Counter = Counter()  # (operation, status class) -> cases
 @pytest.fixture(scope="module")
 def client(exported):
     engine = NLIEngine.load(exported[0])
-    with TestClient(create_app(engine, model_info(engine), Limits(max_body_bytes=16384)),
-                    follow_redirects=False) as c:
+    with TestClient(create_app(engine, model_info(engine), Limits(max_body_bytes=16384)), follow_redirects=False) as c:
         yield c
 
 
@@ -34,8 +33,9 @@ schema = schemathesis.openapi.from_dict(create_app(SimpleNamespace(logits=None, 
 @pytest.mark.slow
 @schema.parametrize()
 @seed(26)
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_no_5xx_and_the_documented_shapes(case, client):
     response = client.request(**case.as_transport_kwargs(base_url="http://testserver"))
     OUTCOMES[f"{case.method} {case.path}", f"{response.status_code // 100}xx"] += 1

@@ -40,8 +40,18 @@ def _closed_after(s: socket.socket, limit: float) -> tuple[float, bytes]:
 
 @pytest.mark.slow
 def test_slow_connections_are_closed_while_others_are_served(exported):
-    proc, url = serve(["--model-uri", str(exported[0]), "--header-timeout", str(TIMEOUT),
-                       "--body-timeout", str(TIMEOUT), "--keep-alive-timeout", "1"])
+    proc, url = serve(
+        [
+            "--model-uri",
+            str(exported[0]),
+            "--header-timeout",
+            str(TIMEOUT),
+            "--body-timeout",
+            str(TIMEOUT),
+            "--keep-alive-timeout",
+            "1",
+        ]
+    )
     head = b"POST /v1/nli HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\n"
     served, stop = [], threading.Event()
 
@@ -52,9 +62,11 @@ def test_slow_connections_are_closed_while_others_are_served(exported):
                 served.append(r.status_code)
 
     try:
-        slow = {"silent": [_open(url, b"") for _ in range(20)],
-                "half head": [_open(url, head) for _ in range(10)],
-                "half body": [_open(url, head + b"content-length: 100\r\n\r\n" + b'{"premise": ') for _ in range(10)]}
+        slow = {
+            "silent": [_open(url, b"") for _ in range(20)],
+            "half head": [_open(url, head) for _ in range(10)],
+            "half body": [_open(url, head + b"content-length: 100\r\n\r\n" + b'{"premise": ') for _ in range(10)],
+        }
         idle = _open(url, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         thread = threading.Thread(target=others)
         thread.start()

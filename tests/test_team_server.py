@@ -36,8 +36,9 @@ def team_server():
     root = Path(tempfile.mkdtemp(prefix="stilts-team-"))  # not pytest's tmp_path: the postgres user must enter it
     root.chmod(0o755)
     pg_port, port = free_port(), free_port()
-    start = subprocess.run(["bash", str(SCRIPT), "start", str(root), str(pg_port), str(port)], capture_output=True,
-                           text=True, timeout=600)
+    start = subprocess.run(
+        ["bash", str(SCRIPT), "start", str(root), str(pg_port), str(port)], capture_output=True, text=True, timeout=600
+    )
     if start.returncode == 3:  # the script's exit code for "PostgreSQL cannot be installed"
         pytest.skip(start.stderr.strip())
     log = root / "mlflow.log"
@@ -60,14 +61,20 @@ def _sql(server: dict, query: str) -> list[tuple]:
 
 @pytest.mark.slow
 def test_smoke_study_on_a_postgres_tracking_server(team_server, tmp_path):
-    out = stilts(["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1", "--no-progress"], tmp_path,
-                 tmp_path / "cache", extra_env={"MLFLOW_TRACKING_URI": team_server["uri"]})
+    out = stilts(
+        ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1", "--no-progress"],
+        tmp_path,
+        tmp_path / "cache",
+        extra_env={"MLFLOW_TRACKING_URI": team_server["uri"]},
+    )
     assert "pipelines: 2 (0 reused)" in out.stdout, out.stdout
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # all on the server
 
     versions = _sql(team_server, "SELECT name, version, run_id FROM model_versions ORDER BY name, version")
     assert [(n, v) for n, v, _ in versions] == [("stilts-xnli", 1), ("stilts-xnli-onnx", 1)]
-    aliases = dict(((n, a), v) for n, a, v in _sql(team_server, "SELECT name, alias, version FROM registered_model_aliases"))
+    aliases = dict(
+        ((n, a), v) for n, a, v in _sql(team_server, "SELECT name, alias, version FROM registered_model_aliases")
+    )
     for name in ("stilts-xnli", "stilts-xnli-onnx"):
         assert aliases[(name, "champion")] == aliases[(name, "best-k0")] == aliases[(name, "subset-none")] == 1
     tags = dict(_sql(team_server, "SELECT key, value FROM model_version_tags WHERE name = 'stilts-xnli'"))
@@ -77,9 +84,17 @@ def test_smoke_study_on_a_postgres_tracking_server(team_server, tmp_path):
 
     # artifacts went through the server's proxy into its artifact store, and come back through it
     assert any((team_server["root"] / "artifacts").rglob("summary.json"))
-    load = subprocess.run([sys.executable, "-c", "import mlflow; from transformers import AutoConfig; "
-                           "p = mlflow.artifacts.download_artifacts('models:/stilts-xnli@champion'); "
-                           "print(AutoConfig.from_pretrained(p).id2label[0])"],
-                          env={**os.environ, "MLFLOW_TRACKING_URI": team_server["uri"]}, capture_output=True,
-                          text=True, timeout=300)
+    load = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import mlflow; from transformers import AutoConfig; "
+            "p = mlflow.artifacts.download_artifacts('models:/stilts-xnli@champion'); "
+            "print(AutoConfig.from_pretrained(p).id2label[0])",
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": team_server["uri"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert load.stdout.strip().endswith("entailment"), load.stderr[-2000:]

@@ -13,10 +13,12 @@ from stilts_mlflow.world import NAMES, XNLI_LANGUAGES
 @pytest.fixture(scope="module")
 def corpus(world, tmp_path_factory):
     """60 MLM documents per language and the tokenizer (2,000 pieces) trained on all of them."""
-    docs = {lang: [r["text"] for r in SyntheticTasks(world).generate("mlm", "train", lang, 60)]
-            for lang in XNLI_LANGUAGES}
-    out = train_tokenizer([t for d in docs.values() for t in d], 2000, tmp_path_factory.mktemp("tok"),
-                          alphabet=world.alphabet())
+    docs = {
+        lang: [r["text"] for r in SyntheticTasks(world).generate("mlm", "train", lang, 60)] for lang in XNLI_LANGUAGES
+    }
+    out = train_tokenizer(
+        [t for d in docs.values() for t in d], 2000, tmp_path_factory.mktemp("tok"), alphabet=world.alphabet()
+    )
     return docs, AutoTokenizer.from_pretrained(str(out))
 
 
@@ -72,10 +74,13 @@ def test_cli_describe_json_and_table():
     assert table.exit_code == 0 and "commonsenseqa" in table.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["data", "describe", "--preset", "huge"], "Invalid value for '--preset'"),
-    (["data", "describe", "--source", "local"], "data source 'local' needs a data directory"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["data", "describe", "--preset", "huge"], "Invalid value for '--preset'"),
+        (["data", "describe", "--source", "local"], "data source 'local' needs a data directory"),
+    ],
+)
 def test_cli_bad_input_is_one_clear_line(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.output
@@ -85,7 +90,9 @@ def test_cli_bad_input_is_one_clear_line(args, message):
 def test_cli_export_twice_identical(tmp_path):
     runner = CliRunner()
     for name in ("a", "b"):
-        assert runner.invoke(main, ["data", "export", "--preset", "smoke", "--out", str(tmp_path / name)]).exit_code == 0
+        assert (
+            runner.invoke(main, ["data", "export", "--preset", "smoke", "--out", str(tmp_path / name)]).exit_code == 0
+        )
     for f in (tmp_path / "a").rglob("*.jsonl"):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
 

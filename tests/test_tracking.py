@@ -23,8 +23,9 @@ def _race(real, competitor_run: str, raised: list, remote: bool = False):
     def log_inputs(datasets, contexts, tags_list):
         if not raised:
             raised.append(True)
-            MlflowClient().log_inputs(competitor_run, [mlflow.tracking.fluent._create_dataset_input(d, c)
-                                                       for d, c in zip(datasets, contexts)])
+            MlflowClient().log_inputs(
+                competitor_run, [mlflow.tracking.fluent._create_dataset_input(d, c) for d, c in zip(datasets, contexts)]
+            )
             cause = IntegrityError("INSERT INTO datasets", {}, Exception("UNIQUE constraint failed: datasets.name"))
             if remote:
                 raise _server_error(cause)

@@ -86,10 +86,12 @@ def test_features_span_tagging_choice_and_masking(world, tok):
     squad = tasks.generate("squad", "train", "en", 20)
     enc = encode(TASKS["squad"], squad, tok, 128)
     for rec, f in zip(squad, enc.features):
-        answer = tok.decode(f["input_ids"][f["start_positions"]:f["end_positions"] + 1]).strip()
+        answer = tok.decode(f["input_ids"][f["start_positions"] : f["end_positions"] + 1]).strip()
         assert f["start_positions"] > 0 and answer == rec["answers"]["text"][0]
     v2 = [r for r in tasks.generate("squad_v2", "train", "en", 30) if not r["answers"]["text"]]
-    assert all(f["start_positions"] == f["end_positions"] == 0 for f in encode(TASKS["squad_v2"], v2, tok, 128).features)
+    assert all(
+        f["start_positions"] == f["end_positions"] == 0 for f in encode(TASKS["squad_v2"], v2, tok, 128).features
+    )
 
     ccg = tasks.generate("ccg", "train", "en", 5)
     enc = encode(TASKS["ccg"], ccg, tok, 128, labels=tuple(sorted({t for r in ccg for t in r["tags"]})))
@@ -154,14 +156,17 @@ def test_checkpoint_roundtrip_is_complete_and_atomic(tmp_path):
     assert checkpoint.find(tmp_path / "one") == tmp_path / ".one.old"
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"preset": "huge"}, "unknown preset 'huge'; allowed: smoke, tiny, xlmr-base, xlmr-large"),
-    ({"tasks": ("mnli", "boolq")}, "unknown intermediate task(s) boolq; allowed: anli, mnli"),
-    ({"sampler": "uniform"}, "sampler must be one of proportional, temperature, capped"),
-    ({"budget": "all"}, "budget must be one of fixed, per-task"),
-    ({"temperature": 0.0}, "temperature must be > 0"),
-    ({"sampler": "capped"}, "sampler=capped needs cap > 0"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"preset": "huge"}, "unknown preset 'huge'; allowed: smoke, tiny, xlmr-base, xlmr-large"),
+        ({"tasks": ("mnli", "boolq")}, "unknown intermediate task(s) boolq; allowed: anli, mnli"),
+        ({"sampler": "uniform"}, "sampler must be one of proportional, temperature, capped"),
+        ({"budget": "all"}, "budget must be one of fixed, per-task"),
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"sampler": "capped"}, "sampler=capped needs cap > 0"),
+    ],
+)
 def test_options_reject_bad_values(bad, message):
     with pytest.raises(ValueError) as err:
         Options(**bad)
@@ -191,8 +196,10 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
     assert any("position_embeddings" in k for k in moved) and any("classifier" in k or "heads" in k for k in moved)
 
     # freeze_layers: the lowest encoder layers stay put too, the rest learn
-    model = MultiTaskModel(encoder_config(ModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32),
-                                          50), [HeadSpec("nli", "classification", 3)])
+    model = MultiTaskModel(
+        encoder_config(ModelConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32), 50),
+        [HeadSpec("nli", "classification", 3)],
+    )
     opt = _optimizer(model, replace(tc, learning_rate=1e-2, freeze_layers=1))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model("nli", torch.randint(4, 50, (2, 6)), torch.ones(2, 6, dtype=torch.long), torch.tensor([0, 1]))[0].backward()
@@ -203,8 +210,9 @@ def test_frozen_embeddings_stay_put_and_a_random_encoder_is_not_frozen():
 
 
 @pytest.mark.parametrize("min_steps,stop_above,stopped_at", [(0, 0.0, 4), (9, 0.0, 10), (40, 0.0, 20), (0, 1.01, 20)])
-def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(world, tok, tmp_path, min_steps,
-                                                                        stop_above, stopped_at):
+def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(
+    world, tok, tmp_path, min_steps, stop_above, stopped_at
+):
     """A run whose dev score never improves (learning rate 0) stops after `patience` evaluations, but not
     before `min_steps`, nor while its best score is below `stop_above`: a plateau is no reason to stop."""
     from stilts_mlflow.presets import TrainConfig
@@ -214,16 +222,26 @@ def test_early_stopping_waits_for_min_steps_and_a_score_past_the_plateau(world, 
     enc = encode(TASKS["xnli"], recs, tok, 64)
     cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
     model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
-    tc = TrainConfig(learning_rate=0.0, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=1,
-                     min_steps=min_steps, stop_above=stop_above)
-    result = train_phase(PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
-                         tmp_path, progress=False)
+    tc = TrainConfig(
+        learning_rate=0.0,
+        batch_size=8,
+        steps=20,
+        eval_every=2,
+        checkpoint_every=100,
+        patience=1,
+        min_steps=min_steps,
+        stop_above=stop_above,
+    )
+    result = train_phase(
+        PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok, tmp_path, progress=False
+    )
     assert result.steps == stopped_at and result.best_step == 2
 
 
 @pytest.mark.parametrize("min_delta,stopped_at,best_step", [(0.0, 20, 20), (0.01, 6, 6), (0.001, 20, 20)])
-def test_early_stopping_counts_only_gains_above_min_delta(world, tok, tmp_path, monkeypatch, min_delta, stopped_at,
-                                                          best_step):
+def test_early_stopping_counts_only_gains_above_min_delta(
+    world, tok, tmp_path, monkeypatch, min_delta, stopped_at, best_step
+):
     """English dev creeping up by less than `min_delta` per evaluation is no progress for early stopping, yet
     the best checkpoint is still the best score (HF's early_stopping_threshold)."""
     import stilts_mlflow.train as train
@@ -235,10 +253,12 @@ def test_early_stopping_counts_only_gains_above_min_delta(world, tok, tmp_path, 
     enc = encode(TASKS["xnli"], recs, tok, 64)
     cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
     model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
-    tc = TrainConfig(learning_rate=1e-3, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=2,
-                     min_delta=min_delta)
-    result = train.train_phase(train.PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok,
-                               tmp_path, progress=False)
+    tc = TrainConfig(
+        learning_rate=1e-3, batch_size=8, steps=20, eval_every=2, checkpoint_every=100, patience=2, min_delta=min_delta
+    )
+    result = train.train_phase(
+        train.PhaseConfig("target", tc), model, {"xnli": enc}, {"xnli": {"en": enc}}, tok, tmp_path, progress=False
+    )
     assert (result.steps, result.best_step) == (stopped_at, best_step)
 
 

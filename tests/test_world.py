@@ -4,9 +4,23 @@ import unicodedata
 from stilts_mlflow.tasks.synthetic import SyntheticTasks
 from stilts_mlflow.world import NAMES, NP, Event, Isa, World, XNLI_LANGUAGES
 
-SCRIPT = {"en": "LATIN", "fr": "LATIN", "es": "LATIN", "de": "LATIN", "tr": "LATIN", "vi": "LATIN", "sw": "LATIN",
-          "el": "GREEK", "bg": "CYRILLIC", "ru": "CYRILLIC", "ar": "ARABIC", "ur": "ARABIC", "th": "THAI",
-          "zh": "CJK", "hi": "DEVANAGARI"}
+SCRIPT = {
+    "en": "LATIN",
+    "fr": "LATIN",
+    "es": "LATIN",
+    "de": "LATIN",
+    "tr": "LATIN",
+    "vi": "LATIN",
+    "sw": "LATIN",
+    "el": "GREEK",
+    "bg": "CYRILLIC",
+    "ru": "CYRILLIC",
+    "ar": "ARABIC",
+    "ur": "ARABIC",
+    "th": "THAI",
+    "zh": "CJK",
+    "hi": "DEVANAGARI",
+}
 
 
 def _scripts(text: str) -> set[str]:
@@ -33,14 +47,19 @@ def _borrowed(world, lang: str) -> set[str]:
 
 def test_each_language_writes_its_own_script_and_shares_names(world):
     for lang in XNLI_LANGUAGES:
-        noun, verb = (next(k for k in world.lexicon.english if k.startswith(p) and k not in _borrowed(world, lang))
-                      for p in ("n:", "v:"))
+        noun, verb = (
+            next(k for k in world.lexicon.english if k.startswith(p) and k not in _borrowed(world, lang))
+            for p in ("n:", "v:")
+        )
         e = Event("Maria", verb, NP(noun, "a:big"))
         text = world.sentence(e, lang)
         assert "Maria" in text, lang
         content = _scripts(text.replace("Maria", ""))
         assert SCRIPT[lang] in content, (lang, text, content)
-        assert content <= {SCRIPT[lang], "LATIN"} if SCRIPT[lang] == "LATIN" else content == {SCRIPT[lang]}, (lang, text)
+        assert content <= {SCRIPT[lang], "LATIN"} if SCRIPT[lang] == "LATIN" else content == {SCRIPT[lang]}, (
+            lang,
+            text,
+        )
 
 
 def test_word_orders_differ(world):

@@ -122,9 +122,14 @@ class Assessment:
         def first(e: Estimates | None) -> tuple[np.ndarray, np.ndarray]:
             return (nan, nan) if e is None else tuple(x[:, 0] for x in e.interval(CONFIDENCE))
 
-        return Outcomes(self.verdict, self.curve.interval(CONFIDENCE), self.gains.interval(CONFIDENCE),
-                        first(self.slope), first(self.curvature),
-                        self.attribution.interval(CONFIDENCE) if self.attribution is not None else None)
+        return Outcomes(
+            self.verdict,
+            self.curve.interval(CONFIDENCE),
+            self.gains.interval(CONFIDENCE),
+            first(self.slope),
+            first(self.curvature),
+            self.attribution.interval(CONFIDENCE) if self.attribution is not None else None,
+        )
 
 
 def _verdicts(a: Assessment) -> np.ndarray:
@@ -162,9 +167,17 @@ def assess(runs: Sequence[tuple[Sequence[str], int]], scores: np.ndarray) -> Ass
         curvature = q.estimate(fit, models.coefficient(q, "k2"))
         ends = q.estimate(fit, np.array([models.slope_at(min(models.sizes)), models.slope_at(max(models.sizes))]))
         initial, final = ends.est[:, 0], ends.est[:, 1]
-    return Assessment(models, models.cells.estimate(cells, models.curve_contrasts()),
-                      models.cells.estimate(cells, models.gain_contrasts()), slope, curvature, initial, final,
-                      attribution, np.ptp(scores, axis=1))
+    return Assessment(
+        models,
+        models.cells.estimate(cells, models.curve_contrasts()),
+        models.cells.estimate(cells, models.gain_contrasts()),
+        slope,
+        curvature,
+        initial,
+        final,
+        attribution,
+        np.ptp(scores, axis=1),
+    )
 
 
 # --- competing curve fits (descriptive) -----------------------------------------------------------------------
@@ -174,8 +187,10 @@ MODELS = {
     "saturating": (lambda k, a, c, tau: a + c * (1 - np.exp(-k / tau)), (0.0, 0.0, 1.0)),
     "power": (lambda k, a, b, p: a + b * np.power(k, p), (0.0, 0.0, 0.5)),
 }
-_BOUNDS = {"saturating": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 100.0]),
-           "power": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 3.0])}
+_BOUNDS = {
+    "saturating": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 100.0]),
+    "power": ([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 3.0]),
+}
 
 
 def fit_models(observations: list[Observation]) -> list[Fit]:
@@ -191,16 +206,18 @@ def fit_models(observations: list[Observation]) -> list[Fit]:
         try:
             with warnings.catch_warnings():  # a flat curve leaves the covariance undefined; the fit itself is fine
                 warnings.simplefilter("ignore", optimize.OptimizeWarning)
-                params, _ = optimize.curve_fit(f, k, y, p0=start, bounds=_BOUNDS.get(name, (-np.inf, np.inf)),
-                                               maxfev=20000)
+                params, _ = optimize.curve_fit(
+                    f, k, y, p0=start, bounds=_BOUNDS.get(name, (-np.inf, np.inf)), maxfev=20000
+                )
         except (RuntimeError, ValueError):
             continue
         rss = float(np.sum((y - f(k, *params)) ** 2))
         dof = len(params) + 1  # + the error variance
         loglik_term = n * math.log(max(rss, 1e-300) / n)
-        names = f.__code__.co_varnames[1:len(params) + 1]
-        fits.append(Fit(name, dict(zip(names, map(float, params))), rss, loglik_term + 2 * dof,
-                        loglik_term + dof * math.log(n)))
+        names = f.__code__.co_varnames[1 : len(params) + 1]
+        fits.append(
+            Fit(name, dict(zip(names, map(float, params))), rss, loglik_term + 2 * dof, loglik_term + dof * math.log(n))
+        )
     return sorted(fits, key=lambda fit: fit.aic)
 
 
@@ -224,14 +241,21 @@ def _runs(observations: list[Observation]) -> tuple[list[tuple[tuple[str, ...], 
 
 def _coefficient(e: Estimates) -> dict[str, float]:
     low, high = e.interval(CONFIDENCE)
-    return {"coef": float(e.est[0, 0]), "low": float(low[0, 0]), "high": float(high[0, 0]), "p": float(e.p[0, 0]),
-            "se": float(e.se[0, 0])}
+    return {
+        "coef": float(e.est[0, 0]),
+        "low": float(low[0, 0]),
+        "high": float(high[0, 0]),
+        "p": float(e.p[0, 0]),
+        "se": float(e.se[0, 0]),
+    }
 
 
 def _intervals(e: Estimates, keys: list, counts: list[int]) -> dict:
     low, high = e.interval(CONFIDENCE)
-    return {key: Interval(float(e.est[0, i]), float(low[0, i]), float(high[0, i]), n)
-            for i, (key, n) in enumerate(zip(keys, counts))}
+    return {
+        key: Interval(float(e.est[0, i]), float(low[0, i]), float(high[0, i]), n)
+        for i, (key, n) in enumerate(zip(keys, counts))
+    }
 
 
 def curve(observations: list[Observation]) -> dict[int, Interval]:
@@ -251,8 +275,9 @@ def marginal_gains(observations: list[Observation]) -> dict[int, Interval]:
 
 def _gains(a: Assessment, observations: list[Observation]) -> dict[int, Interval]:
     sizes = list(a.models.sizes)
-    return _intervals(a.gains, sizes[1:], [sum(o.k in (prev, k) for o in observations)
-                                           for prev, k in zip(sizes, sizes[1:])])
+    return _intervals(
+        a.gains, sizes[1:], [sum(o.k in (prev, k) for o in observations) for prev, k in zip(sizes, sizes[1:])]
+    )
 
 
 def attribution(observations: list[Observation]) -> dict[str, Interval]:
@@ -273,11 +298,15 @@ def power_statement(verdict: str, d: Detectable) -> str:
     curv = f"a curvature of ±{d.curvature:.5f} per task² (the middle {d.bend:.3f} off the straight line)"
     slope = f"a slope of ±{d.slope:.4f} per task"
     if verdict == "inconclusive":
-        return (f"only a lack of power, possibly: this design finds {slope} or {curv} with 80% power at the 5% "
-                "level, and smaller effects mostly go unseen")
+        return (
+            f"only a lack of power, possibly: this design finds {slope} or {curv} with 80% power at the 5% "
+            "level, and smaller effects mostly go unseen"
+        )
     if verdict in ("steady", "declining") and not math.isnan(d.curvature):
-        return (f"no curvature found, which may be a lack of power: this design finds {curv} with 80% power; "
-                "diminishing returns that bend less look " + verdict)
+        return (
+            f"no curvature found, which may be a lack of power: this design finds {curv} with 80% power; "
+            "diminishing returns that bend less look " + verdict
+        )
     return f"this design finds {curv} and {slope} with 80% power at the 5% level"
 
 
@@ -309,5 +338,14 @@ def analyse(observations: list[Observation]) -> Analysis:
             f"{_best_fit_line(fits)}; n={len(y)} pipelines in {len(a.models.units.subsets)} subsets",
             f"closed test at {ALPHA:.2f}: the curvature counts only once the slope differs from 0",
         ]
-    return Analysis(_curve(a, observations), _gains(a, observations), fits, quad, slope, verdict, evidence,
-                    _attribution(a, observations), power)
+    return Analysis(
+        _curve(a, observations),
+        _gains(a, observations),
+        fits,
+        quad,
+        slope,
+        verdict,
+        evidence,
+        _attribution(a, observations),
+        power,
+    )

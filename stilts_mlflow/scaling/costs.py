@@ -108,8 +108,9 @@ class CostModel:
         evaluating = 0.0
         if subset:
             data = [REAL_DATA[t] for t in subset]
-            train, steps = self._train_seconds(p.intermediate, sum(d.train for d in data),
-                                               sum(d.train * d.tokens for d in data))
+            train, steps = self._train_seconds(
+                p.intermediate, sum(d.train for d in data), sum(d.train * d.tokens for d in data)
+            )
             dev = self._forward_seconds(sum(d.dev for d in data), sum(d.dev * d.tokens for d in data))
             evaluating += steps // p.intermediate.eval_every * dev
             seconds["intermediate"] = train + steps // p.intermediate.eval_every * dev
@@ -132,8 +133,12 @@ def _tracking_durations(preset: str) -> dict[str, list[float]]:
     if not uri:
         mlflow.set_tracking_uri(f"sqlite:///{Path('mlflow.db').resolve()}")
     try:
-        runs = mlflow.search_runs(search_all_experiments=True, max_results=2000, output_format="list",
-                                  filter_string=f"tags.`stilts.preset` = '{preset}' and attributes.status = 'FINISHED'")
+        runs = mlflow.search_runs(
+            search_all_experiments=True,
+            max_results=2000,
+            output_format="list",
+            filter_string=f"tags.`stilts.preset` = '{preset}' and attributes.status = 'FINISHED'",
+        )
     except Exception as exc:  # an unreachable server: plan from the reference instead
         log.warning("tracking store not read (%s): phase costs from the reference study", exc)
         return {}
@@ -152,23 +157,39 @@ def for_preset(preset: Preset, gpu: str | None = None, tokens_per_second: float 
         gpu = gpu or preset.throughput.gpu
         speeds = preset.throughput.tokens_per_second
         if tokens_per_second is None and gpu not in speeds:
-            raise ValueError(f"gpu {gpu!r} has no assumed throughput for {preset.name}; give --tokens-per-second or "
-                             f"one of {', '.join(speeds)}")
+            raise ValueError(
+                f"gpu {gpu!r} has no assumed throughput for {preset.name}; give --tokens-per-second or "
+                f"one of {', '.join(speeds)}"
+            )
         speed = tokens_per_second or speeds[gpu]
         if speed <= 0:
             raise ValueError(f"tokens_per_second must be > 0; got {speed}")
-        return CostModel(f"modelled: {speed:,.0f} training tokens/s on {gpu} ({preset.throughput.basis}"
-                         + (", overridden" if tokens_per_second else "") + ")", {}, preset=preset, gpu=gpu,
-                         tokens_per_second=speed)
+        return CostModel(
+            f"modelled: {speed:,.0f} training tokens/s on {gpu} ({preset.throughput.basis}"
+            + (", overridden" if tokens_per_second else "")
+            + ")",
+            {},
+            preset=preset,
+            gpu=gpu,
+            tokens_per_second=speed,
+        )
     durations = _tracking_durations(preset.name)
     if all(len(durations.get(p, [])) >= 3 for p in PHASES):
-        return CostModel(f"measured: mean of {sum(map(len, durations.values()))} finished {preset.name} phase runs "
-                         "in the tracking store", {p: statistics.fmean(durations[p]) for p in PHASES}, parallel=1)
+        return CostModel(
+            f"measured: mean of {sum(map(len, durations.values()))} finished {preset.name} phase runs "
+            "in the tracking store",
+            {p: statistics.fmean(durations[p]) for p in PHASES},
+            parallel=1,
+        )
     ref = load(None)
     if ref["preset"] != preset.name:
         return CostModel(f"none: no finished {preset.name} phase runs in the tracking store to time", {})
     runs = ref["runs"]
     per_phase = {p: statistics.fmean(r["phase_seconds"][p] for r in runs if p in r["phase_seconds"]) for p in PHASES}
     overhead = max(0.0, ref["study_seconds"] - sum(sum(r["phase_seconds"].values()) for r in runs) / ref["parallel"])
-    return CostModel(f"measured on the reference study ({ref['host']}, {ref['parallel']} pipelines at a time)",
-                     per_phase, overhead / len(runs), ref["parallel"])
+    return CostModel(
+        f"measured on the reference study ({ref['host']}, {ref['parallel']} pipelines at a time)",
+        per_phase,
+        overhead / len(runs),
+        ref["parallel"],
+    )

@@ -39,8 +39,11 @@ class StudyDesign:
 
     def subsets(self) -> list[tuple[str, ...]]:
         """Every subset the study trains on, by size, each sorted by task name."""
-        return [s for k in sorted(set(self.sizes)) for s in subsets_of_size(self.tasks, k, self.subsets_per_size,
-                                                                           self.design_seed)]
+        return [
+            s
+            for k in sorted(set(self.sizes))
+            for s in subsets_of_size(self.tasks, k, self.subsets_per_size, self.design_seed)
+        ]
 
     def runs(self) -> list[tuple[tuple[str, ...], int]]:
         """(subset, seed) pairs: one pipeline each."""

@@ -63,15 +63,34 @@ class LaunchConfig:
 
 def entry_parameters(opts: Options, parent_run_id: str) -> dict[str, str]:
     """The `pipeline` entry point's parameters for these options (the entry point's own spelling)."""
-    unsupported = {k: v for k, v in (("source", opts.source), ("data_dir", opts.data_dir),
-                                     ("hub_mirror", opts.hub_mirror), ("pretrained", opts.pretrained)) if v}
+    unsupported = {
+        k: v
+        for k, v in (
+            ("source", opts.source),
+            ("data_dir", opts.data_dir),
+            ("hub_mirror", opts.hub_mirror),
+            ("pretrained", opts.pretrained),
+        )
+        if v
+    }
     if unsupported or opts.pretrain_seed:
-        raise ValueError(f"project backends run the pipeline entry point, which has no {', '.join(unsupported) or 'pretrain_seed'} "
-                         "parameter; use --backend in-process for these options")
-    return {"preset": opts.preset, "tasks": ",".join(opts.tasks) or "none", "seed": str(opts.seed),
-            "pretrain": opts.pretrain, "sampler": opts.sampler, "temperature": str(opts.temperature),
-            "cap": str(opts.cap), "budget": opts.budget, "select": opts.select,
-            "mixed_precision": opts.mixed_precision, "parent_run_id": parent_run_id}
+        raise ValueError(
+            f"project backends run the pipeline entry point, which has no {', '.join(unsupported) or 'pretrain_seed'} "
+            "parameter; use --backend in-process for these options"
+        )
+    return {
+        "preset": opts.preset,
+        "tasks": ",".join(opts.tasks) or "none",
+        "seed": str(opts.seed),
+        "pretrain": opts.pretrain,
+        "sampler": opts.sampler,
+        "temperature": str(opts.temperature),
+        "cap": str(opts.cap),
+        "budget": opts.budget,
+        "select": opts.select,
+        "mixed_precision": opts.mixed_precision,
+        "parent_run_id": parent_run_id,
+    }
 
 
 def kubernetes_config(path: str) -> dict[str, Any]:
@@ -80,8 +99,10 @@ def kubernetes_config(path: str) -> dict[str, Any]:
     cfg = json.loads(Path(path).read_text())
     for key in ("kube-context", "repository-uri", "kube-job-template-path"):
         if key not in cfg:
-            raise ValueError(f"{path}: missing {key!r} (MLflow's Kubernetes backend needs kube-context, "
-                             "repository-uri and kube-job-template-path)")
+            raise ValueError(
+                f"{path}: missing {key!r} (MLflow's Kubernetes backend needs kube-context, "
+                "repository-uri and kube-job-template-path)"
+            )
     template = Path(cfg["kube-job-template-path"])
     if not template.is_file() and (Path(path).parent / template.name).is_file():
         template = Path(path).parent / template.name
@@ -90,8 +111,9 @@ def kubernetes_config(path: str) -> dict[str, Any]:
     return {**cfg, "kube-job-template-path": str(template), "kube-job-template": yaml.safe_load(template.read_text())}
 
 
-def render_kubernetes_jobs(children: list[Options], config_path: str, parent_run_id: str,
-                           experiment_id: str) -> list[dict[str, Any]]:
+def render_kubernetes_jobs(
+    children: list[Options], config_path: str, parent_run_id: str, experiment_id: str
+) -> list[dict[str, Any]]:
     """One Job manifest per child, built by MLflow's Kubernetes backend code from the project's entry point
     command and the run environment MLflow gives it (the run id is left to submission time)."""
     from mlflow.projects import _project_spec
@@ -104,8 +126,14 @@ def render_kubernetes_jobs(children: list[Options], config_path: str, parent_run
     for i, opts in enumerate(children):
         command = get_entry_point_command(project, "pipeline", entry_parameters(opts, parent_run_id), None)
         env = get_run_env_vars(run_id="ASSIGNED_AT_SUBMISSION", experiment_id=experiment_id)
-        job = _get_kubernetes_job_definition(project.name, cfg["repository-uri"], UNRESOLVED_DIGEST,
-                                             _get_run_command(command), env, copy.deepcopy(cfg["kube-job-template"]))
+        job = _get_kubernetes_job_definition(
+            project.name,
+            cfg["repository-uri"],
+            UNRESOLVED_DIGEST,
+            _get_run_command(command),
+            env,
+            copy.deepcopy(cfg["kube-job-template"]),
+        )
         job["metadata"]["name"] = f"{project.name}-{i:03d}"  # MLflow names it by submission time
         jobs.append(job)
     return jobs
@@ -121,10 +149,17 @@ def _submit(opts: Options, launch: LaunchConfig, parent_run_id: str, experiment_
     if backend_config is not None:
         backend_config.pop("kube-job-template")
     name = f"pipeline k={len(opts.tasks)} {subset_name(opts.tasks)} seed={opts.seed}"
-    return mlflow.projects.run(launch.project_uri, entry_point="pipeline", run_name=name,
-                               parameters=entry_parameters(opts, parent_run_id), experiment_id=experiment_id,
-                               backend=launch.backend, backend_config=backend_config, synchronous=False,
-                               env_manager="local" if launch.backend == "local" else None)
+    return mlflow.projects.run(
+        launch.project_uri,
+        entry_point="pipeline",
+        run_name=name,
+        parameters=entry_parameters(opts, parent_run_id),
+        experiment_id=experiment_id,
+        backend=launch.backend,
+        backend_config=backend_config,
+        synchronous=False,
+        env_manager="local" if launch.backend == "local" else None,
+    )
 
 
 def auto_parallel() -> int:
@@ -143,9 +178,13 @@ def child_threads(max_parallel: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // max_parallel)
 
 
-def run_submitted(children: list[tuple[int, Options]], launch: LaunchConfig, parent_run_id: str,
-                  collect: Callable[[Options], dict[str, Any] | None],
-                  on_done: Callable[[int, dict[str, Any]], None]) -> None:
+def run_submitted(
+    children: list[tuple[int, Options]],
+    launch: LaunchConfig,
+    parent_run_id: str,
+    collect: Callable[[Options], dict[str, Any] | None],
+    on_done: Callable[[int, dict[str, Any]], None],
+) -> None:
     """Submit `children` (index, options), at most `max_parallel` running at once; when one ends, read its
     row with `collect` and hand it to `on_done`. A failed child stops the study after the running ones end
     (their results are kept: a rerun continues from them)."""
@@ -153,8 +192,10 @@ def run_submitted(children: list[tuple[int, Options]], launch: LaunchConfig, par
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
     if launch.backend == "kubernetes" and pod_tracking_uri().split(":", 1)[0] in ("sqlite", "file", ""):
-        raise ValueError(f"pods cannot write to this machine's tracking store {pod_tracking_uri()}: set "
-                         "MLFLOW_TRACKING_URI (or KUBE_MLFLOW_TRACKING_URI) to the team server, deploy/compose.yaml")
+        raise ValueError(
+            f"pods cannot write to this machine's tracking store {pod_tracking_uri()}: set "
+            "MLFLOW_TRACKING_URI (or KUBE_MLFLOW_TRACKING_URI) to the team server, deploy/compose.yaml"
+        )
     if launch.backend == "local":
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # children share this machine's cores
             os.environ.setdefault(var, str(child_threads(launch.max_parallel)))

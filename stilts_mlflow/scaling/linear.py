@@ -60,7 +60,7 @@ class LinearModel:
         y = np.atleast_2d(y)
         beta = y @ (self.X @ self.xtx_inv)
         resid = y - beta @ self.X.T
-        s2 = (resid ** 2).sum(axis=1) / self.df if self.df > 0 else np.zeros(len(y))
+        s2 = (resid**2).sum(axis=1) / self.df if self.df > 0 else np.zeros(len(y))
         return Fit(beta, s2, resid)
 
     def estimate(self, fit: Fit, contrasts: np.ndarray) -> Estimates:
@@ -72,4 +72,4 @@ class LinearModel:
         """Standard errors of C·beta when observation i has variance variances[i] (the design's, no data)."""
         c = np.atleast_2d(contrasts)
         a = c @ self.xtx_inv @ self.X.T  # (q, n)
-        return np.sqrt((a ** 2) @ variances)
+        return np.sqrt((a**2) @ variances)

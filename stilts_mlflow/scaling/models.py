@@ -95,8 +95,11 @@ class StudyModels:
         def model(columns: list[np.ndarray], names: tuple[str, ...], z: np.ndarray, min_df: int = 1):
             x = np.column_stack(columns + [z])
             full = np.linalg.matrix_rank(x) == x.shape[1]
-            return LinearModel(x, names + tuple(f"task:{t}" for t in units.tasks[:-1][:z.shape[1]])) \
-                if full and len(k) - x.shape[1] >= min_df else None
+            return (
+                LinearModel(x, names + tuple(f"task:{t}" for t in units.tasks[:-1][: z.shape[1]]))
+                if full and len(k) - x.shape[1] >= min_df
+                else None
+            )
 
         line_columns = [np.ones_like(k), kc]
         adjusted = model([cells], tuple(f"k={s}" for s in sizes), all_z, MIN_DF) if all_z.shape[1] else None
@@ -105,10 +108,16 @@ class StudyModels:
         attribution = adjusted
         if attribution is None and all_z.shape[1] and len(sizes) >= 2:
             attribution = model(line_columns, ("const", "k"), all_z)
-        return cls(units, sizes, units.tasks if adjusted is not None else (), center,
-                   adjusted or LinearModel(cells, tuple(f"k={s}" for s in sizes)), line,
-                   model(line_columns + [kc ** 2], ("const", "k", "k2"), z) if len(sizes) >= 3 else None,
-                   attribution)
+        return cls(
+            units,
+            sizes,
+            units.tasks if adjusted is not None else (),
+            center,
+            adjusted or LinearModel(cells, tuple(f"k={s}" for s in sizes)),
+            line,
+            model(line_columns + [kc**2], ("const", "k", "k2"), z) if len(sizes) >= 3 else None,
+            attribution,
+        )
 
     # --- contrasts (rows over a model's coefficients) ---------------------------------------------------
     def curve_contrasts(self) -> np.ndarray:

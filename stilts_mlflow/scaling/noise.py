@@ -65,14 +65,14 @@ class NoiseModel:
     @property
     def residual_sd(self) -> float:
         """SD of one pipeline's score around its subset's expectation, shared seed offset aside."""
-        return math.sqrt(self.subset_sd ** 2 + (1 - self.seed_shared) * self.seed_sd ** 2)
+        return math.sqrt(self.subset_sd**2 + (1 - self.seed_shared) * self.seed_sd**2)
 
     def unit_variance(self, k: np.ndarray, runs: np.ndarray, trend: bool = False) -> np.ndarray:
         """Variance of a subset's mean score over `runs` seeds (the shared seed offsets left out: they cancel
         between subsets run with the same seeds). `trend`: the subset component grows with k as measured."""
         k = np.asarray(k, dtype=float)
         scale = np.exp(self.trend * (k - self.trend_center)) if trend else 1.0
-        return self.subset_sd ** 2 * scale + (1 - self.seed_shared) * self.seed_sd ** 2 / np.asarray(runs, float)
+        return self.subset_sd**2 * scale + (1 - self.seed_shared) * self.seed_sd**2 / np.asarray(runs, float)
 
     @property
     def language_shape(self) -> np.ndarray:
@@ -88,11 +88,21 @@ class NoiseModel:
 
     def summary(self) -> dict[str, Any]:
         cov = np.array(self.language_cov)
-        return {"seed_sd": self.seed_sd, "seed_df": self.seed_df, "seed_shared": self.seed_shared,
-                "subset_sd": self.subset_sd, "residual_sd": self.residual_sd, "residual_df": self.residual_df,
-                "task_sd": self.task_sd, "slope": self.slope, "trend": self.trend, "trend_se": self.trend_se,
-                "effective_languages": self.effective_languages,
-                "language_sd": dict(zip(self.languages, map(float, np.sqrt(np.diag(cov))))), "source": self.source}
+        return {
+            "seed_sd": self.seed_sd,
+            "seed_df": self.seed_df,
+            "seed_shared": self.seed_shared,
+            "subset_sd": self.subset_sd,
+            "residual_sd": self.residual_sd,
+            "residual_df": self.residual_df,
+            "task_sd": self.task_sd,
+            "slope": self.slope,
+            "trend": self.trend,
+            "trend_se": self.trend_se,
+            "effective_languages": self.effective_languages,
+            "language_sd": dict(zip(self.languages, map(float, np.sqrt(np.diag(cov))))),
+            "source": self.source,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,8 +115,10 @@ def language_scores(runs: Sequence[dict[str, Any]], where: str) -> tuple[tuple[s
         raise ValueError(f"{where}: no runs to measure noise from")
     missing = [i for i, r in enumerate(runs) if not r.get("xnli_test")]
     if missing:
-        raise ValueError(f"{where}: run {missing[0]} has no per-language 'xnli_test' scores (summary.json files "
-                         "written before the calibration release lack them)")
+        raise ValueError(
+            f"{where}: run {missing[0]} has no per-language 'xnli_test' scores (summary.json files "
+            "written before the calibration release lack them)"
+        )
     languages = tuple(runs[0]["xnli_test"])
     return languages, np.array([[float(r["xnli_test"][lang]) for lang in languages] for r in runs])
 
@@ -146,14 +158,16 @@ def estimate(data: dict[str, Any], seed_shared: float = SEED_SHARED, where: str 
     seed_var, seed_df = _seed_variance(runs, scores)
     if seed_df == 0 and data.get("seed_replicates"):
         rep_languages, rep_scores = language_scores(data["seed_replicates"], where + " seed_replicates")
-        seed_var, seed_df = _seed_variance(data["seed_replicates"], rep_scores[:, [rep_languages.index(lang)
-                                                                                   for lang in languages]])
+        seed_var, seed_df = _seed_variance(
+            data["seed_replicates"], rep_scores[:, [rep_languages.index(lang) for lang in languages]]
+        )
     units = Units.from_subsets([r["subset"] for r in runs])
     models = StudyModels.build(units)
     cells = models.cells
     if cells.df < 1:
-        raise ValueError(f"{where}: {len(units.subsets)} subsets leave no residual degrees of freedom to measure "
-                         "noise from")
+        raise ValueError(
+            f"{where}: {len(units.subsets)} subsets leave no residual degrees of freedom to measure noise from"
+        )
     unit_lang = units.means(scores.T)  # (languages, units)
     fit = cells.fit(unit_lang.mean(axis=0))
     resid_var = float(fit.s2[0])
@@ -175,20 +189,33 @@ def estimate(data: dict[str, Any], seed_shared: float = SEED_SHARED, where: str 
     trend, trend_se = 0.0, 0.0
     if ok.sum() >= 4 and len(set(units.k[ok])) >= 2:
         r = fit.resid[0][ok]
-        g = sm.OLS(np.log(r ** 2 / (1 - h[ok]) + 1e-12), sm.add_constant(units.k[ok])).fit()
+        g = sm.OLS(np.log(r**2 / (1 - h[ok]) + 1e-12), sm.add_constant(units.k[ok])).fit()
         trend, trend_se = float(g.params[1]), float(g.bse[1])
 
     slope = 0.0
     if models.line is not None:
-        slope = float(models.line.estimate(models.line.fit(unit_lang.mean(axis=0)),
-                                           models.coefficient(models.line, "k")).est[0, 0])
+        slope = float(
+            models.line.estimate(models.line.fit(unit_lang.mean(axis=0)), models.coefficient(models.line, "k")).est[
+                0, 0
+            ]
+        )
     smallest = units.k == units.k.min()
-    return NoiseModel(seed_sd=math.sqrt(seed_var), subset_sd=math.sqrt(subset_var), task_sd=math.sqrt(task_var),
-                      languages=languages, language_means=tuple(map(float, unit_lang[:, smallest].mean(axis=1))),
-                      language_cov=tuple(map(tuple, cov.tolist())), slope=slope, trend=trend, trend_se=trend_se,
-                      trend_center=float(units.k.mean()),
-                      seed_shared=seed_shared, seed_df=seed_df, residual_df=cells.df,
-                      source=data.get("label", where))
+    return NoiseModel(
+        seed_sd=math.sqrt(seed_var),
+        subset_sd=math.sqrt(subset_var),
+        task_sd=math.sqrt(task_var),
+        languages=languages,
+        language_means=tuple(map(float, unit_lang[:, smallest].mean(axis=1))),
+        language_cov=tuple(map(tuple, cov.tolist())),
+        slope=slope,
+        trend=trend,
+        trend_se=trend_se,
+        trend_center=float(units.k.mean()),
+        seed_shared=seed_shared,
+        seed_df=seed_df,
+        residual_df=cells.df,
+        source=data.get("label", where),
+    )
 
 
 def reference() -> NoiseModel:

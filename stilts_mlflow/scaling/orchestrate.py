@@ -40,13 +40,20 @@ RESULT_FILE = "pipeline_result.json"
 def child_key(opts: Options) -> str:
     """The options and the preset they resolve to: a changed recipe (steps, learning rates, data) is a new
     child, never a stale reuse of one trained on the old recipe."""
-    return tracking.make_key(kind="pipeline", options=key_fields(replace(opts, progress=True)),
-                             preset=key_fields(opts.resolve()))
+    return tracking.make_key(
+        kind="pipeline", options=key_fields(replace(opts, progress=True)), preset=key_fields(opts.resolve())
+    )
 
 
 def child_row(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"subset": list(opts.tasks), "k": len(opts.tasks), "seed": opts.seed, "run_id": run_id,
-            "target_run": result["target"].run_id, "metrics": result["metrics"]}
+    return {
+        "subset": list(opts.tasks),
+        "k": len(opts.tasks),
+        "seed": opts.seed,
+        "run_id": run_id,
+        "target_run": result["target"].run_id,
+        "metrics": result["metrics"],
+    }
 
 
 def record_child(opts: Options, run_id: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +82,13 @@ def run_child(opts: Options, parent_id: str | None = None) -> tuple[dict[str, An
         return row, True
     subset = subset_name(opts.tasks)
     tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
-    with tracking.start(f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}", tags, key=child_key(opts),
-                        nested=parent_id is None, parent_id=parent_id) as run:
+    with tracking.start(
+        f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}",
+        tags,
+        key=child_key(opts),
+        nested=parent_id is None,
+        parent_id=parent_id,
+    ) as run:
         row = record_child(opts, run.info.run_id, run_pipeline(opts))
     return row, False
 
@@ -86,8 +98,9 @@ def child_options(design: StudyDesign, base: Options) -> list[Options]:
     return [replace(base, tasks=subset, seed=seed, progress=False) for subset, seed in design.runs()]
 
 
-def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress: bool
-              ) -> tuple[list[dict[str, Any]], int]:
+def _children(
+    design: StudyDesign, base: Options, launch: LaunchConfig, progress: bool
+) -> tuple[list[dict[str, Any]], int]:
     """Every child's row in design order, finished ones reused, the rest run on `launch`'s backend."""
     options = child_options(design, base)
     rows: list[dict[str, Any] | None] = [None] * len(options)
@@ -96,9 +109,17 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
 
         def done(i: int, row: dict[str, Any], was_reused: bool) -> None:
             rows[i] = row
-            log.info("pipeline %d/%d k=%d %s seed %d: XNLI test avg %.4f, dev avg %.4f%s", i + 1, len(options),
-                     row["k"], subset_name(tuple(row["subset"])), row["seed"], row["metrics"]["test/accuracy.avg"],
-                     dev_avg(row), " (reused)" if was_reused else "")
+            log.info(
+                "pipeline %d/%d k=%d %s seed %d: XNLI test avg %.4f, dev avg %.4f%s",
+                i + 1,
+                len(options),
+                row["k"],
+                subset_name(tuple(row["subset"])),
+                row["seed"],
+                row["metrics"]["test/accuracy.avg"],
+                dev_avg(row),
+                " (reused)" if was_reused else "",
+            )
             bar.update(1)
 
         if launch.backend == "in-process" and launch.max_parallel == 1:
@@ -119,15 +140,26 @@ def _children(design: StudyDesign, base: Options, launch: LaunchConfig, progress
                 initial_encoder(base, context_for(base.resolve(), base.progress))
             parent = mlflow.active_run().info.run_id
             if launch.backend == "in-process":
-                run_pooled(pending, launch.max_parallel, child_threads(launch.max_parallel), parent,
-                           lambda i, row: done(i, row, False))
+                run_pooled(
+                    pending,
+                    launch.max_parallel,
+                    child_threads(launch.max_parallel),
+                    parent,
+                    lambda i, row: done(i, row, False),
+                )
             else:
                 run_submitted(pending, launch, parent, finished_child, lambda i, row: done(i, row, False))
     return [r for r in rows if r is not None], reused
 
 
-def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool = True,
-              export: bool = True, launch: LaunchConfig = LaunchConfig()) -> dict[str, Any]:
+def run_study(
+    design: StudyDesign,
+    base: Options,
+    out_dir: Path,
+    progress: bool = True,
+    export: bool = True,
+    launch: LaunchConfig = LaunchConfig(),
+) -> dict[str, Any]:
     """Run (or reuse) every pipeline of the design (on `launch`'s backend), then analyse, report, register
     each subset's best and (with `export`) give every registered version its ONNX twin."""
     start = time.monotonic()
@@ -142,19 +174,34 @@ def run_study(design: StudyDesign, base: Options, out_dir: Path, progress: bool 
     files = report.write(analysis, per_language, runs, out_dir, title, synthetic, calibration)
     for name, path in files.items():
         mlflow.log_artifact(str(path), artifact_path="report")
-    power = {f"study/mde_{name}": analysis.power[name] for name in ("slope", "curvature")
-             if analysis.power.get(name) == analysis.power.get(name)}  # nan (not estimable) left out
+    power = {
+        f"study/mde_{name}": analysis.power[name]
+        for name in ("slope", "curvature")
+        if analysis.power.get(name) == analysis.power.get(name)
+    }  # nan (not estimable) left out
     if calibration is not None:
         power["study/calibration_false_positive"] = calibration.to_dict()["false_positive_any"]
-    mlflow.log_metrics({"study/pipelines": len(rows), "study/reused": reused,
-                        "study/seconds": time.monotonic() - start, **power,
-                        **{f"study/mean_k{k}": c.mean for k, c in analysis.curve.items()}})
+    mlflow.log_metrics(
+        {
+            "study/pipelines": len(rows),
+            "study/reused": reused,
+            "study/seconds": time.monotonic() - start,
+            **power,
+            **{f"study/mean_k{k}": c.mean for k, c in analysis.curve.items()},
+        }
+    )
     mlflow.set_tag("stilts.verdict", analysis.verdict)
     aliases = register_best(rows, base.preset)
     onnx_aliases = export_registered(base.preset) if export else {}
     log.info("verdict: %s — %s", analysis.verdict, "; ".join(analysis.evidence))
-    return {"rows": rows, "analysis": analysis, "reused": reused, "aliases": aliases,
-            "onnx_aliases": onnx_aliases, "files": files}
+    return {
+        "rows": rows,
+        "analysis": analysis,
+        "reused": reused,
+        "aliases": aliases,
+        "onnx_aliases": onnx_aliases,
+        "files": files,
+    }
 
 
 def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
@@ -166,7 +213,14 @@ def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
 
 
 def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {"subset": row["subset"], "k": row["k"], "seed": row["seed"], "run_id": row["run_id"],
-            "target_run": row["target_run"], "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
-            "xnli_dev_avg": dev_avg(row), "target_attempts": int(row["metrics"].get("target/attempts", 1)),
-            "xnli_test": accuracies(row["metrics"])}  # per language: the noise model reads these
+    return {
+        "subset": row["subset"],
+        "k": row["k"],
+        "seed": row["seed"],
+        "run_id": row["run_id"],
+        "target_run": row["target_run"],
+        "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
+        "xnli_dev_avg": dev_avg(row),
+        "target_attempts": int(row["metrics"].get("target/attempts", 1)),
+        "xnli_test": accuracies(row["metrics"]),
+    }  # per language: the noise model reads these

@@ -67,18 +67,30 @@ def detectable(design: StudyDesign, noise: NoiseModel) -> Detectable:
     return for_design(StudyModels.build(Units.from_subsets([s for s, _ in design.runs()])), noise)
 
 
-def make(design: StudyDesign, preset: Preset, cost: CostModel, noise: NoiseModel, budget: str = "fixed",
-         parallel: int = 1) -> Plan:
+def make(
+    design: StudyDesign, preset: Preset, cost: CostModel, noise: NoiseModel, budget: str = "fixed", parallel: int = 1
+) -> Plan:
     seeds = len(design.seeds)
     options = []
     for n_seeds in sorted({seeds, seeds + 1, seeds + 2}):
         for per_size in sorted({design.subsets_per_size, design.subsets_per_size + 1, 2 * design.subsets_per_size}):
-            alt = replace(design, seeds=tuple(range(n_seeds)) if n_seeds != seeds else design.seeds,
-                          subsets_per_size=per_size)
-            options.append(Alternative(alt, len(alt.runs()), wall_seconds(alt, cost, budget, parallel),
-                                       detectable(alt, noise)))
-    return Plan(preset, design, budget, parallel, cost, noise, _study_seconds(design, cost, budget),
-                detectable(design, noise), options)
+            alt = replace(
+                design, seeds=tuple(range(n_seeds)) if n_seeds != seeds else design.seeds, subsets_per_size=per_size
+            )
+            options.append(
+                Alternative(alt, len(alt.runs()), wall_seconds(alt, cost, budget, parallel), detectable(alt, noise))
+            )
+    return Plan(
+        preset,
+        design,
+        budget,
+        parallel,
+        cost,
+        noise,
+        _study_seconds(design, cost, budget),
+        detectable(design, noise),
+        options,
+    )
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
@@ -101,9 +113,12 @@ def render(plan: Plan) -> str:
     runs = d.runs()
     per_k = Counter(len(s) for s, _ in runs)
     subsets_k = Counter(len(s) for s in d.subsets())
-    lines = [f"Plan: preset {plan.preset.name}, sizes {_sizes(d.sizes)}, {d.subsets_per_size} subsets per middle size, "
-             f"seeds {','.join(map(str, d.seeds))}, design seed {d.design_seed}, budget {plan.budget}", "",
-             f"  {'k':>2}  {'subsets':>7}  {'seeds':>5}  {'pipelines':>9}  {'GPU-h' if gpu else 'min'} per pipeline"]
+    lines = [
+        f"Plan: preset {plan.preset.name}, sizes {_sizes(d.sizes)}, {d.subsets_per_size} subsets per middle size, "
+        f"seeds {','.join(map(str, d.seeds))}, design seed {d.design_seed}, budget {plan.budget}",
+        "",
+        f"  {'k':>2}  {'subsets':>7}  {'seeds':>5}  {'pipelines':>9}  {'GPU-h' if gpu else 'min'} per pipeline",
+    ]
     for k in sorted(per_k):
         subset = next(s for s in d.subsets() if len(s) == k)
         each = cost.pipeline(subset, plan.budget).total if cost.known else float("nan")
@@ -113,30 +128,42 @@ def render(plan: Plan) -> str:
     phases = plan.phase_seconds
     if gpu:
         evaluating = sum(cost.pipeline(s, plan.budget).evaluating for s, _ in runs)
-        lines += [f"  GPU-hours on {cost.gpu}: " + ", ".join(f"{p} {phases[p] / 3600:,.1f}" for p in PHASES)
-                  + f"; per study {sum(phases.values()) / 3600:,.1f}, of which {evaluating / 3600:,.1f} dev "
-                  "evaluations every eval_every steps",
-                  f"  Kubernetes Jobs: {len(runs)} (one per pipeline, 1 GPU each); wall time with {plan.parallel} "
-                  f"at a time: about {_duration(max(sum(phases.values()) / plan.parallel, _longest(plan)))} "
-                  "(the longest pipeline bounds it from below)"]
+        lines += [
+            f"  GPU-hours on {cost.gpu}: "
+            + ", ".join(f"{p} {phases[p] / 3600:,.1f}" for p in PHASES)
+            + f"; per study {sum(phases.values()) / 3600:,.1f}, of which {evaluating / 3600:,.1f} dev "
+            "evaluations every eval_every steps",
+            f"  Kubernetes Jobs: {len(runs)} (one per pipeline, 1 GPU each); wall time with {plan.parallel} "
+            f"at a time: about {_duration(max(sum(phases.values()) / plan.parallel, _longest(plan)))} "
+            "(the longest pipeline bounds it from below)",
+        ]
     elif cost.known:
         per = ", ".join(f"{p} {cost.per_phase[p]:.1f} s" for p in PHASES)
-        lines += [f"  per pipeline: {per}; + {cost.overhead:.1f} s registration and export",
-                  f"  expected wall time: {_duration(wall_seconds(d, cost, plan.budget, plan.parallel))} at "
-                  f"{plan.parallel} pipelines at a time"]
+        lines += [
+            f"  per pipeline: {per}; + {cost.overhead:.1f} s registration and export",
+            f"  expected wall time: {_duration(wall_seconds(d, cost, plan.budget, plan.parallel))} at "
+            f"{plan.parallel} pipelines at a time",
+        ]
     else:
         lines += ["  unknown: run a study of this preset once, then plan again"]
     m = plan.detectable
-    lines += ["", f"Minimum detectable at 80% power, 5% level (noise measured on {plan.noise.source}):",
-              f"  slope ±{m.slope:.4f} per task; curvature ±{m.curvature:.5f} per task² (the middle {m.bend:.3f} off "
-              "the straight line between k's ends)", "", "More seeds or subsets:",
-              f"  {'seeds':>5}  {'subsets/size':>12}  {'pipelines':>9}  {'GPU-h' if gpu else 'wall time':>9}  "
-              f"{'slope':>7}  {'curvature':>9}  {'bend':>5}"]
+    lines += [
+        "",
+        f"Minimum detectable at 80% power, 5% level (noise measured on {plan.noise.source}):",
+        f"  slope ±{m.slope:.4f} per task; curvature ±{m.curvature:.5f} per task² (the middle {m.bend:.3f} off "
+        "the straight line between k's ends)",
+        "",
+        "More seeds or subsets:",
+        f"  {'seeds':>5}  {'subsets/size':>12}  {'pipelines':>9}  {'GPU-h' if gpu else 'wall time':>9}  "
+        f"{'slope':>7}  {'curvature':>9}  {'bend':>5}",
+    ]
     for a in plan.alternatives:
         time = f"{a.seconds / 3600:,.0f}" if gpu else _duration(a.seconds)
         mark = "  <- this design" if a.design == d else ""
-        lines.append(f"  {len(a.design.seeds):>5}  {a.design.subsets_per_size:>12}  {a.pipelines:>9}  {time:>9}  "
-                     f"{a.detectable.slope:>7.4f}  {a.detectable.curvature:>9.5f}  {a.detectable.bend:>5.3f}{mark}")
+        lines.append(
+            f"  {len(a.design.seeds):>5}  {a.design.subsets_per_size:>12}  {a.pipelines:>9}  {time:>9}  "
+            f"{a.detectable.slope:>7.4f}  {a.detectable.curvature:>9.5f}  {a.detectable.bend:>5.3f}{mark}"
+        )
     if gpu:
         lines += ["", "The noise is the synthetic reference study's: real XLM-R studies may be more or less noisy."]
     return "\n".join(lines)

@@ -64,20 +64,36 @@ def half_range_squared(models: StudyModels) -> float:
     return ((max(models.sizes) - min(models.sizes)) / 2) ** 2
 
 
-def from_standard_errors(models: StudyModels, se_slope: float, se_curvature: float,
-                         alpha: float = ALPHA, power: float = POWER) -> Detectable:
+def from_standard_errors(
+    models: StudyModels, se_slope: float, se_curvature: float, alpha: float = ALPHA, power: float = POWER
+) -> Detectable:
     df_line = models.line.df if models.line else 0
     df_quad = models.quadratic.df if models.quadratic else 0
     curvature = detectable(se_curvature, df_quad, alpha, power)
-    return Detectable(detectable(se_slope, df_line, alpha, power), curvature, curvature * half_range_squared(models),
-                      se_slope, se_curvature, df_line, df_quad, alpha, power)
+    return Detectable(
+        detectable(se_slope, df_line, alpha, power),
+        curvature,
+        curvature * half_range_squared(models),
+        se_slope,
+        se_curvature,
+        df_line,
+        df_quad,
+        alpha,
+        power,
+    )
 
 
 def for_design(models: StudyModels, noise: NoiseModel, alpha: float = ALPHA, power: float = POWER) -> Detectable:
     """Minimum detectable effects of a design, before any pipeline runs, under `noise`."""
     variances = noise.unit_variance(models.units.k, np.array(models.units.runs_per_unit))
-    se_slope = float(models.line.sandwich_se(models.coefficient(models.line, "k"), variances)[0]) \
-        if models.line else float("nan")
-    se_curv = float(models.quadratic.sandwich_se(models.coefficient(models.quadratic, "k2"), variances)[0]) \
-        if models.quadratic else float("nan")
+    se_slope = (
+        float(models.line.sandwich_se(models.coefficient(models.line, "k"), variances)[0])
+        if models.line
+        else float("nan")
+    )
+    se_curv = (
+        float(models.quadratic.sandwich_se(models.coefficient(models.quadratic, "k2"), variances)[0])
+        if models.quadratic
+        else float("nan")
+    )
     return from_standard_errors(models, se_slope, se_curv, alpha, power)

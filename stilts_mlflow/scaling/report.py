@@ -27,14 +27,24 @@ def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title
     ks = sorted(analysis.curve)
     mean = np.array([analysis.curve[k].mean for k in ks])
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.fill_between(ks, [analysis.curve[k].low for k in ks], [analysis.curve[k].high for k in ks], alpha=0.25,
-                    label="95% bootstrap CI")
+    ax.fill_between(
+        ks,
+        [analysis.curve[k].low for k in ks],
+        [analysis.curve[k].high for k in ks],
+        alpha=0.25,
+        label="95% bootstrap CI",
+    )
     ax.plot(ks, mean, "o-", color="black", label="mean over subsets and seeds")
     grid = np.linspace(min(ks), max(ks), 100)
     for fit in analysis.fits:
-        ax.plot(grid, MODELS[fit.name][0](grid, *fit.params.values()), "--", lw=1, label=f"{fit.name} (AIC {fit.aic:.1f})")
-    ax.set(xlabel="number of intermediate tasks k", ylabel="XNLI test accuracy (15-language average)",
-           title=f"{title}: {analysis.verdict}")
+        ax.plot(
+            grid, MODELS[fit.name][0](grid, *fit.params.values()), "--", lw=1, label=f"{fit.name} (AIC {fit.aic:.1f})"
+        )
+    ax.set(
+        xlabel="number of intermediate tasks k",
+        ylabel="XNLI test accuracy (15-language average)",
+        title=f"{title}: {analysis.verdict}",
+    )
     ax.legend(fontsize=7)
     out["curve.png"] = fig
 
@@ -52,8 +62,15 @@ def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title
         matrix = np.array([[per_language[k][lang] for lang in langs] for k in rows])
         fig, ax = plt.subplots(figsize=(8, 4))
         im = ax.imshow(matrix, aspect="auto", cmap="viridis")
-        ax.set(xticks=range(len(langs)), xticklabels=langs, yticks=range(len(rows)), yticklabels=rows,
-               xlabel="language", ylabel="k", title="XNLI test accuracy by k and language")
+        ax.set(
+            xticks=range(len(langs)),
+            xticklabels=langs,
+            yticks=range(len(rows)),
+            yticklabels=rows,
+            xlabel="language",
+            ylabel="k",
+            title="XNLI test accuracy by k and language",
+        )
         fig.colorbar(im, ax=ax)
         out["k_by_language.png"] = fig
 
@@ -63,8 +80,10 @@ def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title
         fig, ax = plt.subplots(figsize=(7, 3.8))
         ax.barh(tasks, [x.mean for x in a], xerr=[[x.mean - x.low for x in a], [x.high - x.mean for x in a]], capsize=3)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set(xlabel="effect of the task against an average task of the same size (joint model, 95% CI)",
-               title="task attribution")
+        ax.set(
+            xlabel="effect of the task against an average task of the same size (joint model, 95% CI)",
+            title="task attribution",
+        )
         out["task_attribution.png"] = fig
     for f in out.values():
         f.tight_layout()
@@ -80,11 +99,16 @@ def power_lines(analysis: Analysis) -> list[str]:
     if not p:
         return []
     fmt = _num
-    return ["", "## What this design could detect (80% power, 5% level, from the measured noise)", "",
-            "| effect | minimum detectable | standard error | residual df |", "|---|---|---|---|",
-            f"| slope per task | ±{fmt(p['slope'], '.4f')} | {fmt(p['se_slope'], '.4f')} | {p['df_line']} |",
-            f"| curvature per task² | ±{fmt(p['curvature'], '.5f')} (the middle {fmt(p['bend'], '.3f')} off the "
-            f"straight line) | {fmt(p['se_curvature'], '.5f')} | {p['df_quadratic']} |"]
+    return [
+        "",
+        "## What this design could detect (80% power, 5% level, from the measured noise)",
+        "",
+        "| effect | minimum detectable | standard error | residual df |",
+        "|---|---|---|---|",
+        f"| slope per task | ±{fmt(p['slope'], '.4f')} | {fmt(p['se_slope'], '.4f')} | {p['df_line']} |",
+        f"| curvature per task² | ±{fmt(p['curvature'], '.5f')} (the middle {fmt(p['bend'], '.3f')} off the "
+        f"straight line) | {fmt(p['se_curvature'], '.5f')} | {p['df_quadratic']} |",
+    ]
 
 
 def calibration_lines(c: Calibration | None) -> list[str]:
@@ -94,42 +118,71 @@ def calibration_lines(c: Calibration | None) -> list[str]:
     fp = ", ".join(f"{v} {r:.3f}" for v, r in d["false_positive_under_flat"].items())
     cov = ", ".join(f"{kind} {v['all']:.3f}" for kind, v in d["coverage"].items())
     mde = ", ".join(f"{name} {r:.2f}" for name, r in d["power"].items() if name.endswith("@mde"))
-    return ["", "## Calibration (simulated studies of this design, this noise)", "",
-            f"{c.studies} studies per planted truth, drawn with the noise measured on {c.noise['source']}, put "
-            "through this analysis (calibration.md has the full table):", "",
-            f"- flat truth, share given each verdict: {fp}; any verdict {d['false_positive_any']:.3f}",
-            f"- coverage of the 95% intervals: {cov}",
-            f"- power at the minimum detectable curvature: {mde}"]
+    return [
+        "",
+        "## Calibration (simulated studies of this design, this noise)",
+        "",
+        f"{c.studies} studies per planted truth, drawn with the noise measured on {c.noise['source']}, put "
+        "through this analysis (calibration.md has the full table):",
+        "",
+        f"- flat truth, share given each verdict: {fp}; any verdict {d['false_positive_any']:.3f}",
+        f"- coverage of the 95% intervals: {cov}",
+        f"- power at the minimum detectable curvature: {mde}",
+    ]
 
 
-def markdown(analysis: Analysis, title: str, synthetic: bool, runs: list[dict] = (),
-             calibration: Calibration | None = None) -> str:
+def markdown(
+    analysis: Analysis, title: str, synthetic: bool, runs: list[dict] = (), calibration: Calibration | None = None
+) -> str:
     lines = [f"# {title}", ""]
     if synthetic:
         lines += ["**Synthetic world**: these numbers come from the offline synthetic languages, not real XNLI.", ""]
     statement = analysis.power.get("statement")
-    lines += [f"**Verdict: {analysis.verdict}**" + (f" — {statement}." if statement else "."), "",
-              *[f"- {e}" for e in analysis.evidence], *power_lines(analysis), *calibration_lines(calibration), "",
-              "## XNLI accuracy by number of intermediate tasks", "", "| k | runs | mean | 95% CI |", "|---|---|---|---|"]
+    lines += [
+        f"**Verdict: {analysis.verdict}**" + (f" — {statement}." if statement else "."),
+        "",
+        *[f"- {e}" for e in analysis.evidence],
+        *power_lines(analysis),
+        *calibration_lines(calibration),
+        "",
+        "## XNLI accuracy by number of intermediate tasks",
+        "",
+        "| k | runs | mean | 95% CI |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {k} | {c.n} | {c.mean:.4f} | {c.low:.4f} – {c.high:.4f} |" for k, c in sorted(analysis.curve.items())]
     lines += ["", "## Marginal gain Δ(k)", "", "| k | Δ(k) | 95% CI |", "|---|---|---|"]
     lines += [f"| {k} | {g.mean:+.4f} | {g.low:+.4f} – {g.high:+.4f} |" for k, g in sorted(analysis.gains.items())]
     lines += ["", "## Fits (best AIC first)", "", "| model | parameters | AIC | BIC |", "|---|---|---|---|"]
-    lines += [f"| {f.name} | {', '.join(f'{n}={v:.4g}' for n, v in f.params.items())} | {f.aic:.1f} | {f.bic:.1f} |"
-              for f in analysis.fits]
+    lines += [
+        f"| {f.name} | {', '.join(f'{n}={v:.4g}' for n, v in f.params.items())} | {f.aic:.1f} | {f.bic:.1f} |"
+        for f in analysis.fits
+    ]
     if analysis.attribution:
-        lines += ["", "## Task attribution (each task against an average task of the same size)", "",
-                  "| task | effect | 95% CI | runs with it |",
-                  "|---|---|---|---|"]
-        lines += [f"| {t} | {a.mean:+.4f} | {a.low:+.4f} – {a.high:+.4f} | {a.n} |"
-                  for t, a in sorted(analysis.attribution.items(), key=lambda kv: -kv[1].mean)]
+        lines += [
+            "",
+            "## Task attribution (each task against an average task of the same size)",
+            "",
+            "| task | effect | 95% CI | runs with it |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t} | {a.mean:+.4f} | {a.low:+.4f} – {a.high:+.4f} | {a.n} |"
+            for t, a in sorted(analysis.attribution.items(), key=lambda kv: -kv[1].mean)
+        ]
     restarted = [r for r in runs if r.get("target_attempts", 1) > 1]
     if runs:
-        lines += ["", "## Target restarts", "",
-                  f"{len(restarted)} of {len(runs)} target phases stayed on the plateau and were restarted with "
-                  "another seed (the best attempt by dev score is kept)."]
-        lines += [f"- k = {r['k']} {'-'.join(r['subset']) or 'none'}, seed {r['seed']}: {r['target_attempts']} attempts"
-                  for r in restarted]
+        lines += [
+            "",
+            "## Target restarts",
+            "",
+            f"{len(restarted)} of {len(runs)} target phases stayed on the plateau and were restarted with "
+            "another seed (the best attempt by dev score is kept).",
+        ]
+        lines += [
+            f"- k = {r['k']} {'-'.join(r['subset']) or 'none'}, seed {r['seed']}: {r['target_attempts']} attempts"
+            for r in restarted
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -141,8 +194,14 @@ def html_page(md: str, images: dict[str, bytes], title: str) -> str:
     def flush():
         if table:
             rows = [r.strip("|").split("|") for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
-            cells = ["<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>"
-                                      for c in r) + "</tr>" for i, r in enumerate(rows)]
+            cells = [
+                "<tr>"
+                + "".join(
+                    f"<{'th' if i == 0 else 'td'}>{html.escape(c.strip())}</{'th' if i == 0 else 'td'}>" for c in r
+                )
+                + "</tr>"
+                for i, r in enumerate(rows)
+            ]
             body.append("<table>" + "".join(cells) + "</table>")
             table.clear()
 
@@ -160,14 +219,23 @@ def html_page(md: str, images: dict[str, bytes], title: str) -> str:
             body.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
     flush()
     for name, png in images.items():
-        body.append(f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
-                    f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+        body.append(
+            f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        )
     style = "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
 
 
-def write(analysis: Analysis, per_language: dict[int, dict[str, float]], runs: list[dict], out: Path, title: str,
-          synthetic: bool, calibration: Calibration | None = None) -> dict[str, Path]:
+def write(
+    analysis: Analysis,
+    per_language: dict[int, dict[str, float]],
+    runs: list[dict],
+    out: Path,
+    title: str,
+    synthetic: bool,
+    calibration: Calibration | None = None,
+) -> dict[str, Path]:
     """Write every report file under `out`; returns name -> path (figures included)."""
     import matplotlib.pyplot as plt
 
@@ -184,8 +252,12 @@ def write(analysis: Analysis, per_language: dict[int, dict[str, float]], runs: l
     md = markdown(analysis, title, synthetic, runs, calibration)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(html_page(md, images, title))
-    summary = {"synthetic": synthetic, **analysis.to_dict(),
-               "per_language": {str(k): v for k, v in per_language.items()}, "runs": runs}
+    summary = {
+        "synthetic": synthetic,
+        **analysis.to_dict(),
+        "per_language": {str(k): v for k, v in per_language.items()},
+        "runs": runs,
+    }
     names = ["report.md", "report.html", "summary.json"]
     if calibration is not None:
         summary["calibration"] = calibration.to_dict()

@@ -71,7 +71,7 @@ Analyser = Callable[[Sequence[tuple[tuple[str, ...], int]], np.ndarray], Outcome
 def _scaled_to_curvature(shape: np.ndarray, models: StudyModels, curvature: float) -> np.ndarray:
     """`shape` scaled so that its least-squares quadratic over the design's units has this curvature."""
     k = models.units.k.astype(int)
-    x = np.column_stack([np.ones(len(k)), k, k ** 2])
+    x = np.column_stack([np.ones(len(k)), k, k**2])
     c = np.linalg.lstsq(x, shape[k], rcond=None)[0][2]
     return shape * (curvature / c)
 
@@ -93,17 +93,37 @@ def standard_truths(models: StudyModels, detectable: Detectable, rise: float, n_
         t("flat", "inconclusive", 0 * k, 0, "no effect of k"),
         t("steady", "steady", rise * k / top, 1, f"linear, +{rise:.3f} over the range"),
         t("declining", "declining", -rise * k / top, 1, f"linear, -{rise:.3f} over the range"),
-        t("diminishing-saturating", "diminishing", rise * saturating / saturating[-1], None,
-          f"1 - exp(-k/2), +{rise:.3f} over the range"),
-        t("diminishing-log", "diminishing", rise * np.log1p(k) / np.log1p(top), None,
-          f"log(1+k), +{rise:.3f} over the range"),
+        t(
+            "diminishing-saturating",
+            "diminishing",
+            rise * saturating / saturating[-1],
+            None,
+            f"1 - exp(-k/2), +{rise:.3f} over the range",
+        ),
+        t(
+            "diminishing-log",
+            "diminishing",
+            rise * np.log1p(k) / np.log1p(top),
+            None,
+            f"log(1+k), +{rise:.3f} over the range",
+        ),
         t("diminishing-sqrt", "diminishing", rise * np.sqrt(k / top), None, f"sqrt(k), +{rise:.3f} over the range"),
         t("accelerating", "accelerating", rise * (k / top) ** 2, 2, f"k², +{rise:.3f} over the range"),
-        t("diminishing-parabola@mde", "diminishing", c * (2 * top * k - k ** 2), 2,
-          f"concave parabola, curvature -{c:.5f} (the minimum detectable), flat at k = {n_tasks}"),
-        t("diminishing-saturating@mde", "diminishing", _scaled_to_curvature(1 - np.exp(-k / 3), models, -c), None,
-          f"1 - exp(-k/3) with fitted curvature -{c:.5f} (the minimum detectable)"),
-        t("accelerating@mde", "accelerating", c * k ** 2, 2, f"convex parabola, curvature +{c:.5f}"),
+        t(
+            "diminishing-parabola@mde",
+            "diminishing",
+            c * (2 * top * k - k**2),
+            2,
+            f"concave parabola, curvature -{c:.5f} (the minimum detectable), flat at k = {n_tasks}",
+        ),
+        t(
+            "diminishing-saturating@mde",
+            "diminishing",
+            _scaled_to_curvature(1 - np.exp(-k / 3), models, -c),
+            None,
+            f"1 - exp(-k/3) with fitted curvature -{c:.5f} (the minimum detectable)",
+        ),
+        t("accelerating@mde", "accelerating", c * k**2, 2, f"convex parabola, curvature +{c:.5f}"),
     ]
 
 
@@ -121,8 +141,16 @@ def _psd_root(cov: np.ndarray) -> np.ndarray:
     return v * np.sqrt(np.clip(w, 0, None))
 
 
-def draw(truth: Truth, runs: Sequence[tuple[tuple[str, ...], int]], tasks: Sequence[str], noise: NoiseModel,
-         n: int, rng: np.random.Generator, trend: bool = False, tails: float | None = None) -> Draws:
+def draw(
+    truth: Truth,
+    runs: Sequence[tuple[tuple[str, ...], int]],
+    tasks: Sequence[str],
+    noise: NoiseModel,
+    n: int,
+    rng: np.random.Generator,
+    trend: bool = False,
+    tails: float | None = None,
+) -> Draws:
     """`n` studies of `runs` under `truth`. `trend`: the subset noise grows with k as measured; `tails`: noise
     vectors from a multivariate t with this many degrees of freedom (same covariance) instead of a normal."""
     units = Units.from_subsets([s for s, _ in runs])
@@ -161,25 +189,34 @@ def per_study(analyse: Callable[[list], Any]) -> Analyser:
     from stilts_mlflow.scaling.analysis import Interval, Observation
 
     def run(runs, scores):
-        results = [analyse([Observation(tuple(s), seed, float(v)) for (s, seed), v in zip(runs, row)])
-                   for row in np.atleast_2d(scores)]
+        results = [
+            analyse([Observation(tuple(s), seed, float(v)) for (s, seed), v in zip(runs, row)])
+            for row in np.atleast_2d(scores)
+        ]
         sizes = sorted({len(s) for s, _ in runs})
         tasks = sorted({t for s, _ in runs for t in s})
 
         def intervals(name: str, keys: list) -> tuple[np.ndarray, np.ndarray]:
             nan = Interval(np.nan, np.nan, np.nan, 0)
-            values = np.array([[(i.low, i.high) for i in (getattr(r, name).get(key, nan) for key in keys)]
-                               for r in results]).reshape(len(results), len(keys), 2)
+            values = np.array(
+                [[(i.low, i.high) for i in (getattr(r, name).get(key, nan) for key in keys)] for r in results]
+            ).reshape(len(results), len(keys), 2)
             return values[..., 0], values[..., 1]
 
         def coefficient(name: str) -> tuple[np.ndarray, np.ndarray]:
-            values = np.array([(d["low"], d["high"]) if d else (np.nan, np.nan)
-                               for d in (getattr(r, name) for r in results)])
+            values = np.array(
+                [(d["low"], d["high"]) if d else (np.nan, np.nan) for d in (getattr(r, name) for r in results)]
+            )
             return values[:, 0], values[:, 1]
 
-        return Outcomes(np.array([r.verdict for r in results]), intervals("curve", sizes),
-                        intervals("gains", sizes[1:]), coefficient("slope"), coefficient("quadratic"),
-                        intervals("attribution", tasks))
+        return Outcomes(
+            np.array([r.verdict for r in results]),
+            intervals("curve", sizes),
+            intervals("gains", sizes[1:]),
+            coefficient("slope"),
+            coefficient("quadratic"),
+            intervals("attribution", tasks),
+        )
 
     return run
 
@@ -232,59 +269,106 @@ class Calibration:
         return {v: flat.get(v, 0) / self.studies for v in VERDICTS if v != "inconclusive"}
 
     def power(self) -> dict[str, float]:
-        return {t.name: self.confusion[t.name].get(t.expect, 0) / self.studies for t in self.truths
-                if t.name != "flat"}
+        return {t.name: self.confusion[t.name].get(t.expect, 0) / self.studies for t in self.truths if t.name != "flat"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"design": self.design, "noise": self.noise, "detectable": self.detectable, "studies_per_truth": self.studies,
-                "seed": self.seed, "variant": self.variant, "seconds": self.seconds,
-                "truths": [{"name": t.name, "expect": t.expect, "note": t.note, "curve": list(t.curve)} for t in self.truths],
-                "confusion": self.confusion, "false_positive_under_flat": self.false_positive(),
-                "false_positive_any": 1 - self.confusion["flat"].get("inconclusive", 0) / self.studies,
-                "power": self.power(),
-                "coverage": {kind: {"all": self.coverage_rate(kind),
-                                    **{name: t.rate for name, t in by_truth.items()}}
-                             for kind, by_truth in self.coverage.items()},
-                "notes": self.notes}
+        return {
+            "design": self.design,
+            "noise": self.noise,
+            "detectable": self.detectable,
+            "studies_per_truth": self.studies,
+            "seed": self.seed,
+            "variant": self.variant,
+            "seconds": self.seconds,
+            "truths": [
+                {"name": t.name, "expect": t.expect, "note": t.note, "curve": list(t.curve)} for t in self.truths
+            ],
+            "confusion": self.confusion,
+            "false_positive_under_flat": self.false_positive(),
+            "false_positive_any": 1 - self.confusion["flat"].get("inconclusive", 0) / self.studies,
+            "power": self.power(),
+            "coverage": {
+                kind: {"all": self.coverage_rate(kind), **{name: t.rate for name, t in by_truth.items()}}
+                for kind, by_truth in self.coverage.items()
+            },
+            "notes": self.notes,
+        }
 
     def markdown(self) -> str:
         d = self.to_dict()
-        lines = [f"# Calibration: {self.studies} simulated studies per planted truth ({self.variant})", "",
-                 f"Design: {self.design['pipelines']} pipelines, sizes {self.design['sizes']}, "
-                 f"{self.design['subsets_per_size']} subsets per middle size, seeds {self.design['seeds']}; "
-                 f"simulation seed {self.seed}; {self.seconds:.1f} s.", "",
-                 f"Noise measured on: {self.noise['source']}", "",
-                 "Noise: seed SD {seed_sd:.4f} ({seed_df} df), subset SD {subset_sd:.4f}, task-effect SD "
-                 "{task_sd:.4f}, residual SD {residual_sd:.4f} ({residual_df} df); the 15-language average is worth "
-                 "{effective_languages:.1f} independent languages; log-variance trend in k {trend:+.3f} ± {trend_se:.3f} "
-                 "per task.".format(**self.noise), "",
-                 f"Minimum detectable (80% power, 5% level): slope {self.detectable['slope']:.4f} per task, curvature "
-                 f"{self.detectable['curvature']:.5f} per task² (the middle {self.detectable['bend']:.3f} off the chord).",
-                 "", "## Verdict by planted truth (share of studies)", "",
-                 "| truth | expected | " + " | ".join(VERDICTS) + " |", "|---|---|" + "---|" * len(VERDICTS)]
+        lines = [
+            f"# Calibration: {self.studies} simulated studies per planted truth ({self.variant})",
+            "",
+            f"Design: {self.design['pipelines']} pipelines, sizes {self.design['sizes']}, "
+            f"{self.design['subsets_per_size']} subsets per middle size, seeds {self.design['seeds']}; "
+            f"simulation seed {self.seed}; {self.seconds:.1f} s.",
+            "",
+            f"Noise measured on: {self.noise['source']}",
+            "",
+            "Noise: seed SD {seed_sd:.4f} ({seed_df} df), subset SD {subset_sd:.4f}, task-effect SD "
+            "{task_sd:.4f}, residual SD {residual_sd:.4f} ({residual_df} df); the 15-language average is worth "
+            "{effective_languages:.1f} independent languages; log-variance trend in k {trend:+.3f} ± {trend_se:.3f} "
+            "per task.".format(**self.noise),
+            "",
+            f"Minimum detectable (80% power, 5% level): slope {self.detectable['slope']:.4f} per task, curvature "
+            f"{self.detectable['curvature']:.5f} per task² (the middle {self.detectable['bend']:.3f} off the chord).",
+            "",
+            "## Verdict by planted truth (share of studies)",
+            "",
+            "| truth | expected | " + " | ".join(VERDICTS) + " |",
+            "|---|---|" + "---|" * len(VERDICTS),
+        ]
         for t in self.truths:
             row = self.confusion[t.name]
-            lines.append(f"| {t.name} | {t.expect} | " + " | ".join(
-                (f"**{row.get(v, 0) / self.studies:.3f}**" if v == t.expect else f"{row.get(v, 0) / self.studies:.3f}")
-                for v in VERDICTS) + " |")
+            lines.append(
+                f"| {t.name} | {t.expect} | "
+                + " | ".join(
+                    (
+                        f"**{row.get(v, 0) / self.studies:.3f}**"
+                        if v == t.expect
+                        else f"{row.get(v, 0) / self.studies:.3f}"
+                    )
+                    for v in VERDICTS
+                )
+                + " |"
+            )
         fp = self.false_positive()
-        lines += ["", "False-positive rate under the flat truth: " + ", ".join(f"{v} {r:.3f}" for v, r in fp.items())
-                  + f"; any verdict {d['false_positive_any']:.3f}.", "",
-                  "## Coverage of the 95% intervals", "", "| interval | all | " + " | ".join(t.name for t in self.truths)
-                  + " |", "|---|---|" + "---|" * len(self.truths)]
+        lines += [
+            "",
+            "False-positive rate under the flat truth: "
+            + ", ".join(f"{v} {r:.3f}" for v, r in fp.items())
+            + f"; any verdict {d['false_positive_any']:.3f}.",
+            "",
+            "## Coverage of the 95% intervals",
+            "",
+            "| interval | all | " + " | ".join(t.name for t in self.truths) + " |",
+            "|---|---|" + "---|" * len(self.truths),
+        ]
         for kind in KINDS:
             by_truth = self.coverage[kind]
-            lines.append(f"| {kind} | {self.coverage_rate(kind):.3f} | " + " | ".join(
-                f"{by_truth[t.name].rate:.3f}" if t.name in by_truth else "–" for t in self.truths) + " |")
+            lines.append(
+                f"| {kind} | {self.coverage_rate(kind):.3f} | "
+                + " | ".join(f"{by_truth[t.name].rate:.3f}" if t.name in by_truth else "–" for t in self.truths)
+                + " |"
+            )
         lines += ["", "## Planted truths", ""] + [f"- **{t.name}** ({t.expect}): {t.note}" for t in self.truths]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
 
-def calibrate(design: StudyDesign, noise: NoiseModel, studies: int = 1000, seed: int = 0,
-              analyser: Analyser | None = None, rise: float | None = None, trend: bool = False,
-              tails: float | None = None, batch: int = 1000, notes: Sequence[str] = ()) -> Calibration:
+def calibrate(
+    design: StudyDesign,
+    noise: NoiseModel,
+    studies: int = 1000,
+    seed: int = 0,
+    analyser: Analyser | None = None,
+    rise: float | None = None,
+    trend: bool = False,
+    tails: float | None = None,
+    batch: int = 1000,
+    notes: Sequence[str] = (),
+) -> Calibration:
     """Draw `studies` simulated studies per standard truth and tabulate what `analyser` (the study's own
     analysis by default) concluded. `rise`: how far the realistic planted curves rise over the range (default:
     the measured slope times the number of tasks)."""
@@ -323,15 +407,32 @@ def calibrate(design: StudyDesign, noise: NoiseModel, studies: int = 1000, seed:
                 coverage[kind][truth.name] = tally
         log.debug("truth %s: %s", truth.name, dict(verdicts))
     notes = list(notes)
-    variant = ("heavy tails (t, %g df)" % tails if tails else "normal noise") + (", variance trend in k" if trend else "")
-    return Calibration({"pipelines": len(runs), "sizes": ",".join(map(str, sizes)),
-                        "subsets_per_size": design.subsets_per_size, "seeds": ",".join(map(str, design.seeds))},
-                       noise.summary(), detect.to_dict(), studies, seed, variant, truths, confusion, coverage,
-                       time.monotonic() - start, notes)
+    variant = ("heavy tails (t, %g df)" % tails if tails else "normal noise") + (
+        ", variance trend in k" if trend else ""
+    )
+    return Calibration(
+        {
+            "pipelines": len(runs),
+            "sizes": ",".join(map(str, sizes)),
+            "subsets_per_size": design.subsets_per_size,
+            "seeds": ",".join(map(str, design.seeds)),
+        },
+        noise.summary(),
+        detect.to_dict(),
+        studies,
+        seed,
+        variant,
+        truths,
+        confusion,
+        coverage,
+        time.monotonic() - start,
+        notes,
+    )
 
 
-def for_study(design: StudyDesign, runs: Sequence[dict[str, Any]], studies: int = 1000, seed: int = 0
-              ) -> Calibration | None:
+def for_study(
+    design: StudyDesign, runs: Sequence[dict[str, Any]], studies: int = 1000, seed: int = 0
+) -> Calibration | None:
     """The calibration of a study that ran: its design, the noise measured on its own pipelines (`runs`: rows
     with per-language `xnli_test` scores), or the reference study's where its own cannot be measured.
     None with fewer than three sizes (no curvature to test)."""
@@ -340,8 +441,7 @@ def for_study(design: StudyDesign, runs: Sequence[dict[str, Any]], studies: int 
         return None
     notes = []
     try:
-        noise = estimate({"runs": list(runs), "label": f"this study's {len(runs)} pipelines"},
-                         where="this study")
+        noise = estimate({"runs": list(runs), "label": f"this study's {len(runs)} pipelines"}, where="this study")
         if noise.residual_sd == 0:
             raise ValueError("this study: the pipelines' scores do not vary around the model")
         if noise.seed_df == 0:

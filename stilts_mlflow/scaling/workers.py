@@ -36,10 +36,17 @@ def _die_with_parent() -> None:
 
 def _init_worker(tracking_uri: str, experiment_id: str, threads: int, log_level: int) -> None:
     _die_with_parent()
-    os.environ.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_EXPERIMENT_ID=experiment_id, STILTS_NO_PROGRESS="1",
-                      MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: "
-                        "%(message)s", datefmt="%H:%M:%S")
+    os.environ.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_EXPERIMENT_ID=experiment_id,
+        STILTS_NO_PROGRESS="1",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -56,8 +63,13 @@ def _run(opts: Options, parent_run_id: str) -> dict[str, Any]:
     return row
 
 
-def run_pooled(children: list[tuple[int, Options]], max_parallel: int, threads: int, parent_run_id: str,
-               on_done: Callable[[int, dict[str, Any]], None]) -> None:
+def run_pooled(
+    children: list[tuple[int, Options]],
+    max_parallel: int,
+    threads: int,
+    parent_run_id: str,
+    on_done: Callable[[int, dict[str, Any]], None],
+) -> None:
     """Run `children` (index, options) on `max_parallel` worker processes of `threads` torch threads each,
     handing each finished child's row to `on_done`. A failed child stops the study once the running ones end
     (their results are kept: a rerun continues from them)."""
@@ -65,8 +77,12 @@ def run_pooled(children: list[tuple[int, Options]], max_parallel: int, threads: 
     initargs = (mlflow.get_tracking_uri(), experiment_id, threads, logging.getLogger().getEffectiveLevel())
     failed: list[str] = []
     workers = max(1, min(max_parallel, len(children)))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=initargs,
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=initargs,
+        mp_context=multiprocessing.get_context("spawn"),
+    ) as pool:
         futures: dict[Future, int] = {pool.submit(_run, opts, parent_run_id): index for index, opts in children}
         log.info("%d pipelines on %d worker processes, %d torch thread(s) each", len(children), workers, threads)
         pending = set(futures)

@@ -4,5 +4,18 @@ from stilts_mlflow.tasks.loaders import Loader, make_loader, split_size, task_la
 from stilts_mlflow.tasks.records import DataError, Record, validate
 from stilts_mlflow.tasks.spec import INTERMEDIATE_TASKS, NLI_LABELS, TASKS, TaskSpec, get_task, parse_tasks
 
-__all__ = ["DataError", "INTERMEDIATE_TASKS", "Loader", "NLI_LABELS", "Record", "TASKS", "TaskSpec", "get_task",
-           "make_loader", "parse_tasks", "split_size", "task_languages", "validate"]
+__all__ = [
+    "DataError",
+    "INTERMEDIATE_TASKS",
+    "Loader",
+    "NLI_LABELS",
+    "Record",
+    "TASKS",
+    "TaskSpec",
+    "get_task",
+    "make_loader",
+    "parse_tasks",
+    "split_size",
+    "task_languages",
+    "validate",
+]

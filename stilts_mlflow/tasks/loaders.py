@@ -68,7 +68,11 @@ class LocalLoader:
 
     def path(self, task: str, split: str, lang: str) -> Path:
         per_lang = self.root / task / f"{split}.{lang}.jsonl"
-        return per_lang if per_lang.exists() or len(task_languages(task, split)) > 1 else self.root / task / f"{split}.jsonl"
+        return (
+            per_lang
+            if per_lang.exists() or len(task_languages(task, split)) > 1
+            else self.root / task / f"{split}.jsonl"
+        )
 
     def load(self, task: str, split: str, lang: str = "en") -> list[Record]:
         return read_jsonl(self.path(task, split, lang), get_task(task), lang)
@@ -121,39 +125,68 @@ def _qqp(row: dict, spec: TaskSpec, lang: str) -> Record | None:
 
 def _squad(row: dict, spec: TaskSpec, lang: str) -> Record:
     answers = row["answers"]
-    return {"context": row["context"], "question": row["question"],
-            "answers": {"text": list(answers["text"]), "answer_start": [int(x) for x in answers["answer_start"]]},
-            "lang": lang}
+    return {
+        "context": row["context"],
+        "question": row["question"],
+        "answers": {"text": list(answers["text"]), "answer_start": [int(x) for x in answers["answer_start"]]},
+        "lang": lang,
+    }
 
 
 def _hellaswag(row: dict, spec: TaskSpec, lang: str) -> Record | None:
     if row["label"] in ("", None):
         return None  # the hub's test split is unlabeled
-    return {"context": row["ctx"], "question": "", "choices": list(row["endings"]), "label": int(row["label"]),
-            "lang": lang}
+    return {
+        "context": row["ctx"],
+        "question": "",
+        "choices": list(row["endings"]),
+        "label": int(row["label"]),
+        "lang": lang,
+    }
 
 
 def _cosmosqa(row: dict, spec: TaskSpec, lang: str) -> Record | None:
     if row["label"] not in (0, 1, 2, 3):
         return None
-    return {"context": row["context"], "question": row["question"],
-            "choices": [row[f"answer{i}"] for i in range(4)], "label": int(row["label"]), "lang": lang}
+    return {
+        "context": row["context"],
+        "question": row["question"],
+        "choices": [row[f"answer{i}"] for i in range(4)],
+        "label": int(row["label"]),
+        "lang": lang,
+    }
 
 
 def _csqa(row: dict, spec: TaskSpec, lang: str) -> Record | None:
     keys = list(row["choices"]["label"])
     if row["answerKey"] not in keys:
         return None
-    return {"context": "", "question": row["question"], "choices": list(row["choices"]["text"]),
-            "label": keys.index(row["answerKey"]), "lang": lang}
+    return {
+        "context": "",
+        "question": row["question"],
+        "choices": list(row["choices"]["text"]),
+        "label": keys.index(row["answerKey"]),
+        "lang": lang,
+    }
 
 
-HUB_CONVERTERS = {"xnli": _nli, "mnli": _nli, "anli": _nli, "qqp": _qqp, "squad": _squad, "squad_v2": _squad,
-                  "hellaswag": _hellaswag, "cosmosqa": _cosmosqa, "commonsenseqa": _csqa}
+HUB_CONVERTERS = {
+    "xnli": _nli,
+    "mnli": _nli,
+    "anli": _nli,
+    "qqp": _qqp,
+    "squad": _squad,
+    "squad_v2": _squad,
+    "hellaswag": _hellaswag,
+    "cosmosqa": _cosmosqa,
+    "commonsenseqa": _csqa,
+}
 
-CCG_HELP = ("CCG has no hub dataset. Provide a CCGbank-derived file per split at {path}: one "
-            "'token<TAB>supertag' per line, a blank line between sentences (e.g. converted from LDC2005T13 "
-            "AUTO files, as in jiant's CCG task), then set the data directory with --data-dir.")
+CCG_HELP = (
+    "CCG has no hub dataset. Provide a CCGbank-derived file per split at {path}: one "
+    "'token<TAB>supertag' per line, a blank line between sentences (e.g. converted from LDC2005T13 "
+    "AUTO files, as in jiant's CCG task), then set the data directory with --data-dir."
+)
 
 
 def read_ccg_tsv(path: Path) -> list[Record]:
@@ -165,8 +198,13 @@ def read_ccg_tsv(path: Path) -> list[Record]:
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             if tokens:
-                records.append(validate({"id": f"ccg-{len(records)}", "tokens": tokens, "tags": tags, "lang": "en"},
-                                        spec, f"{path}:{lineno}"))
+                records.append(
+                    validate(
+                        {"id": f"ccg-{len(records)}", "tokens": tokens, "tags": tags, "lang": "en"},
+                        spec,
+                        f"{path}:{lineno}",
+                    )
+                )
             tokens, tags = [], []
             continue
         parts = line.rstrip("\n").split("\t")
@@ -187,8 +225,10 @@ class HubLoader:
         if self.cfg.hub_mirror:  # a save_to_disk copy of the hub dataset: same columns, no network
             where = Path(self.cfg.hub_mirror) / path.replace("/", "__") / (config or "default")
             if not where.exists():
-                raise DataError(f"{where}: hub mirror has no copy of {path} (config {config}); "
-                                f"save one with datasets.load_dataset(...).save_to_disk")
+                raise DataError(
+                    f"{where}: hub mirror has no copy of {path} (config {config}); "
+                    f"save one with datasets.load_dataset(...).save_to_disk"
+                )
             return datasets.load_from_disk(str(where))[split]
         return datasets.load_dataset(path, config, split=split)
 

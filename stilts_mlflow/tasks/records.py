@@ -60,16 +60,20 @@ def validate(record: Any, task: TaskSpec, where: str) -> Record:
         if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
             raise DataError(f"{where}: field 'answers' needs lists 'text' and 'answer_start' of equal length")
         for text, start in zip(texts, starts):
-            if not isinstance(start, int) or record["context"][start:start + len(text)] != text:
+            if not isinstance(start, int) or record["context"][start : start + len(text)] != text:
                 raise DataError(f"{where}: field 'answers': {text!r} is not at offset {start} of the context")
     if kind == "multiple_choice":
         choices = record["choices"]
         if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
             raise DataError(f"{where}: field 'choices' must be a list of at least two strings")
         if task.num_choices and len(choices) != task.num_choices:
-            raise DataError(f"{where}: field 'choices' has {len(choices)} entries; {task.name} needs {task.num_choices}")
+            raise DataError(
+                f"{where}: field 'choices' has {len(choices)} entries; {task.name} needs {task.num_choices}"
+            )
         if not 0 <= record["label"] < len(choices):
-            raise DataError(f"{where}: field 'label' is {record['label']}; must index 'choices' (0..{len(choices) - 1})")
+            raise DataError(
+                f"{where}: field 'label' is {record['label']}; must index 'choices' (0..{len(choices) - 1})"
+            )
     if kind == "tagging":
         tokens, tags = record["tokens"], record["tags"]
         if len(tokens) != len(tags) or not tokens:

@@ -37,16 +37,25 @@ class SyntheticTasks:
         self.corpus = CorpusGenerator(world)
         self.scripts = scripts(world)
         self.generators: dict[str, Callable[[random.Random, int, str], list[Record]]] = {
-            "xnli": self.xnli, "mnli": self.mnli, "anli": self.anli, "qqp": self.qqp, "squad": self.squad,
-            "squad_v2": self.squad_v2, "hellaswag": self.hellaswag, "ccg": self.ccg, "cosmosqa": self.cosmosqa,
+            "xnli": self.xnli,
+            "mnli": self.mnli,
+            "anli": self.anli,
+            "qqp": self.qqp,
+            "squad": self.squad,
+            "squad_v2": self.squad_v2,
+            "hellaswag": self.hellaswag,
+            "ccg": self.ccg,
+            "cosmosqa": self.cosmosqa,
             "commonsenseqa": self.commonsenseqa,
         }
 
     def generate(self, task: str, split: str, lang: str, n: int) -> list[Record]:
         rng = random.Random(f"{task}-{split}-{lang}-{self.world.seed}")
         if task == "mlm":
-            return [{"id": f"mlm-{split}-{lang}-{i}", "text": t, "lang": lang}
-                    for i, t in enumerate(self.corpus.documents(lang, n, seed=hash_split(split)))]
+            return [
+                {"id": f"mlm-{split}-{lang}-{i}", "text": t, "lang": lang}
+                for i, t in enumerate(self.corpus.documents(lang, n, seed=hash_split(split)))
+            ]
         records = self.generators[task](rng, n, lang)
         for i, r in enumerate(records):
             r["id"] = f"{task}-{split}-{lang}-{i}"
@@ -58,8 +67,15 @@ class SyntheticTasks:
         out: list[Record] = []
         for pair in self.nli.generate(n, rng, **kw):
             premise, hypothesis = styled(pair, rng, self.nli.places)
-            out.append({"id": "", "text_a": realizer.text(premise), "text_b": realizer.sentence(hypothesis),
-                        "label": pair.label, "lang": lang})
+            out.append(
+                {
+                    "id": "",
+                    "text_a": realizer.text(premise),
+                    "text_b": realizer.sentence(hypothesis),
+                    "label": pair.label,
+                    "lang": lang,
+                }
+            )
         return out
 
     def xnli(self, rng, n, lang):
@@ -90,8 +106,9 @@ class SyntheticTasks:
                     a, b = bucket[lab].pop(0)
                     if rng.random() < 0.5:
                         a, b = b, a
-                    out.append({"id": "", "text_a": self._question(a), "text_b": self._question(b),
-                                "label": lab, "lang": "en"})
+                    out.append(
+                        {"id": "", "text_a": self._question(a), "text_b": self._question(b), "label": lab, "lang": "en"}
+                    )
         rng.shuffle(out)
         return out[:n]
 
@@ -134,8 +151,14 @@ class SyntheticTasks:
     def _mc(self, context: str, question: str, right: str, wrong: list[str], rng: random.Random) -> Record:
         choices = [right] + wrong
         rng.shuffle(choices)
-        return {"id": "", "context": context, "question": question, "choices": choices,
-                "label": choices.index(right), "lang": "en"}
+        return {
+            "id": "",
+            "context": context,
+            "question": question,
+            "choices": choices,
+            "label": choices.index(right),
+            "lang": "en",
+        }
 
     def hellaswag(self, rng, n, lang):
         """The right ending follows the verb's script; endings are person states or ownership."""
@@ -147,8 +170,9 @@ class SyntheticTasks:
             right = self.en.sentence(consequence(self.world, script, e, rng))
             wrong = [Prop(e.subj, rng.choice(s.lemmas)) for s in lex.of_pos("state") if s.sid != script.state]
             if script.owns is not None:  # the contrary of what the script says about ownership
-                wrong[rng.randrange(3)] = Event(e.subj, "f:owns", NP(e.obj.noun, definite=True), neg=script.owns,
-                                                adverb="f:now")
+                wrong[rng.randrange(3)] = Event(
+                    e.subj, "f:owns", NP(e.obj.noun, definite=True), neg=script.owns, adverb="f:now"
+                )
             out.append(self._mc(self.en.sentence(e), "", right, [self.en.sentence(w) for w in wrong], rng))
         return out
 
@@ -162,8 +186,9 @@ class SyntheticTasks:
                 states = self.world.lexicon.of_pos("state")
                 right = rng.choice(self.world.lexicon.senses[script.state].lemmas)
                 wrong = [rng.choice(s.lemmas) for s in states if s.sid != script.state]
-                out.append(self._mc(context, f"how does {e.subj} feel ?", self.en.v[right],
-                                    [self.en.v[w] for w in wrong], rng))
+                out.append(
+                    self._mc(context, f"how does {e.subj} feel ?", self.en.v[right], [self.en.v[w] for w in wrong], rng)
+                )
                 continue
             options: dict[str, list[str]] = {lab: [] for lab in NLI_LABELS}
             for _ in range(40):
@@ -171,8 +196,15 @@ class SyntheticTasks:
                 options[join_label(relations)].append(self.en.sentence(hyp))
             wrong = sorted(set(options["contradiction"] + options["neutral"]))
             if options["entailment"] and len(wrong) >= 3:
-                out.append(self._mc(context, "which of these is true ?", rng.choice(options["entailment"]),
-                                    rng.sample(wrong, 3), rng))
+                out.append(
+                    self._mc(
+                        context,
+                        "which of these is true ?",
+                        rng.choice(options["entailment"]),
+                        rng.sample(wrong, 3),
+                        rng,
+                    )
+                )
         return out
 
     def commonsenseqa(self, rng, n, lang):
@@ -199,8 +231,9 @@ class SyntheticTasks:
         while len(out) < n:
             for clause in self.corpus.document(rng):
                 words = self.en.words(clause) + [(".", ".")]
-                out.append({"id": "", "tokens": [w for w, _ in words], "tags": ccg_supertags(words, clause),
-                            "lang": "en"})
+                out.append(
+                    {"id": "", "tokens": [w for w, _ in words], "tags": ccg_supertags(words, clause), "lang": "en"}
+                )
         return out[:n]
 
 

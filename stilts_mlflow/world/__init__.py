@@ -26,8 +26,9 @@ class World:
 
     @cached_property
     def realizers(self) -> dict[str, Realizer]:
-        return {code: Realizer(build_vocabulary(self.lexicon, code, self.seed), self.noun_groups)
-                for code in XNLI_LANGUAGES}
+        return {
+            code: Realizer(build_vocabulary(self.lexicon, code, self.seed), self.noun_groups) for code in XNLI_LANGUAGES
+        }
 
     def sentence(self, clause: Clause, lang: str = "en") -> str:
         return self.realizers[lang].sentence(clause)

@@ -84,8 +84,13 @@ class CorpusGenerator:
             person = rng.choice(people)
             verb = rng.choice(self.verbs)
             cls, noun = self._noun(rng, verb.classes)
-            event = Event(person, rng.choice(verb.lemmas), NP(noun, self._adj(rng, cls)),
-                          neg=rng.random() < 0.1, place=rng.choice(self.places) if rng.random() < 0.3 else None)
+            event = Event(
+                person,
+                rng.choice(verb.lemmas),
+                NP(noun, self._adj(rng, cls)),
+                neg=rng.random() < 0.1,
+                place=rng.choice(self.places) if rng.random() < 0.3 else None,
+            )
             clauses.append(event)
             r = rng.random()
             if not event.neg and r < 0.2:
@@ -98,7 +103,9 @@ class CorpusGenerator:
                     clauses.append(Prop(NP(noun, definite=True), adj, neg=rng.random() < 0.1))
                 last = clauses[-1]
                 if rng.random() < MEASURE and not last.neg:
-                    clauses[-1] = Prop(last.subj, last.adj, reading=self.measures[self.world.lexicon.sense_of(last.adj).sid])
+                    clauses[-1] = Prop(
+                        last.subj, last.adj, reading=self.measures[self.world.lexicon.sense_of(last.adj).sid]
+                    )
             elif r < 0.85 and noun.startswith("n:"):
                 clauses.append(Isa(noun, f"c:{cls}"))
         return clauses

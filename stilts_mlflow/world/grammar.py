@@ -60,6 +60,8 @@ _EN_BASE = {"f:owns": "own"}
 def english_base(verb: str) -> str:
     """English base form of a verb lemma id (v:buy -> buy, f:owns -> own), for do-support."""
     return _EN_BASE.get(verb, verb.split(":", 1)[1])
+
+
 _BACK = set("aıou")
 _ROUNDED = set("oöuü")
 

@@ -16,12 +16,43 @@ from dataclasses import dataclass
 
 from stilts_mlflow.world.lexicon import NAMES, Lexicon
 
-XNLI_LANGUAGES: tuple[str, ...] = ("en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur")
+XNLI_LANGUAGES: tuple[str, ...] = (
+    "en",
+    "fr",
+    "es",
+    "de",
+    "el",
+    "bg",
+    "ru",
+    "tr",
+    "ar",
+    "vi",
+    "th",
+    "zh",
+    "hi",
+    "sw",
+    "ur",
+)
 
 # XLM-R's CC-100 shares after alpha = 0.3 smoothing (Conneau et al. 2020, from its corpus sizes), normalised
 # over the 15 XNLI languages: what puts Swahili and Urdu last in real XLM-R.
-_CC100 = dict(en=11.2, ru=11.0, vi=8.9, th=7.3, de=7.1, bg=6.8, fr=6.8, es=6.7, el=6.4, zh=6.4, ar=5.5, tr=5.0,
-              hi=5.0, ur=3.4, sw=2.3)
+_CC100 = dict(
+    en=11.2,
+    ru=11.0,
+    vi=8.9,
+    th=7.3,
+    de=7.1,
+    bg=6.8,
+    fr=6.8,
+    es=6.7,
+    el=6.4,
+    zh=6.4,
+    ar=5.5,
+    tr=5.0,
+    hi=5.0,
+    ur=3.4,
+    sw=2.3,
+)
 CC100_SHARES: dict[str, float] = {lang: _CC100[lang] / sum(_CC100.values()) for lang in XNLI_LANGUAGES}
 
 
@@ -50,38 +81,121 @@ class LanguageSpec:
     period: str = "."
 
 
-LANGUAGES: dict[str, LanguageSpec] = {s.code: s for s in (
-    LanguageSpec("en", "English", "latin", neg="en"),
-    LanguageSpec("fr", "French", "latin", loan_rate=0.3, adj_after=True, neg="circum", gender="suffix-e", cognate_rate=0.6),
-    LanguageSpec("es", "Spanish", "latin", loan_rate=0.3, adj_after=True, gender="o-a", cognate_rate=0.6),
-    LanguageSpec("de", "German", "latin", loan_rate=0.3, neg="final", gender="de", cognate_rate=0.5),
-    LanguageSpec("el", "Greek", "greek", loan_rate=0.15),
-    LanguageSpec("bg", "Bulgarian", "cyrillic", loan_rate=0.15, indef=False, definite="suffix", family="slavic"),
-    LanguageSpec("ru", "Russian", "cyrillic", loan_rate=0.15, indef=False, definite="none", acc="suffix", copula="none",
-                 gender="ru", family="slavic"),
-    LanguageSpec("tr", "Turkish", "turkish", loan_rate=0.15, order="SOV", definite="none", acc="suffix", neg="suffix",
-                 copula="final", head_final=True),
-    LanguageSpec("ar", "Arabic", "arabic", loan_rate=0.05, order="VSO", adj_after=True, indef=False, definite="prefix",
-                 copula="none"),
-    LanguageSpec("vi", "Vietnamese", "vietnamese", loan_rate=0.15, adj_after=True, definite="none", classifier=True),
-    LanguageSpec("th", "Thai", "thai", loan_rate=0.05, adj_after=True, spaces=False, definite="none", classifier=True, period=""),
-    LanguageSpec("zh", "Chinese", "cjk", loan_rate=0.05, spaces=False, definite="none", classifier=True, head_final=True,
-                 period="。"),
-    LanguageSpec("hi", "Hindi", "devanagari", loan_rate=0.05, order="SOV", definite="none", acc="post", copula="final",
-                 head_final=True, family="hindustani", period="।"),
-    LanguageSpec("sw", "Swahili", "swahili", loan_rate=0.15, adj_after=True, indef=False, definite="none", noun_prefix=True),
-    LanguageSpec("ur", "Urdu", "urdu", loan_rate=0.05, order="SOV", definite="none", acc="post", copula="final",
-                 head_final=True, family="hindustani", period="۔"),
-)}
+LANGUAGES: dict[str, LanguageSpec] = {
+    s.code: s
+    for s in (
+        LanguageSpec("en", "English", "latin", neg="en"),
+        LanguageSpec(
+            "fr", "French", "latin", loan_rate=0.3, adj_after=True, neg="circum", gender="suffix-e", cognate_rate=0.6
+        ),
+        LanguageSpec("es", "Spanish", "latin", loan_rate=0.3, adj_after=True, gender="o-a", cognate_rate=0.6),
+        LanguageSpec("de", "German", "latin", loan_rate=0.3, neg="final", gender="de", cognate_rate=0.5),
+        LanguageSpec("el", "Greek", "greek", loan_rate=0.15),
+        LanguageSpec("bg", "Bulgarian", "cyrillic", loan_rate=0.15, indef=False, definite="suffix", family="slavic"),
+        LanguageSpec(
+            "ru",
+            "Russian",
+            "cyrillic",
+            loan_rate=0.15,
+            indef=False,
+            definite="none",
+            acc="suffix",
+            copula="none",
+            gender="ru",
+            family="slavic",
+        ),
+        LanguageSpec(
+            "tr",
+            "Turkish",
+            "turkish",
+            loan_rate=0.15,
+            order="SOV",
+            definite="none",
+            acc="suffix",
+            neg="suffix",
+            copula="final",
+            head_final=True,
+        ),
+        LanguageSpec(
+            "ar",
+            "Arabic",
+            "arabic",
+            loan_rate=0.05,
+            order="VSO",
+            adj_after=True,
+            indef=False,
+            definite="prefix",
+            copula="none",
+        ),
+        LanguageSpec(
+            "vi", "Vietnamese", "vietnamese", loan_rate=0.15, adj_after=True, definite="none", classifier=True
+        ),
+        LanguageSpec(
+            "th",
+            "Thai",
+            "thai",
+            loan_rate=0.05,
+            adj_after=True,
+            spaces=False,
+            definite="none",
+            classifier=True,
+            period="",
+        ),
+        LanguageSpec(
+            "zh",
+            "Chinese",
+            "cjk",
+            loan_rate=0.05,
+            spaces=False,
+            definite="none",
+            classifier=True,
+            head_final=True,
+            period="。",
+        ),
+        LanguageSpec(
+            "hi",
+            "Hindi",
+            "devanagari",
+            loan_rate=0.05,
+            order="SOV",
+            definite="none",
+            acc="post",
+            copula="final",
+            head_final=True,
+            family="hindustani",
+            period="।",
+        ),
+        LanguageSpec(
+            "sw", "Swahili", "swahili", loan_rate=0.15, adj_after=True, indef=False, definite="none", noun_prefix=True
+        ),
+        LanguageSpec(
+            "ur",
+            "Urdu",
+            "urdu",
+            loan_rate=0.05,
+            order="SOV",
+            definite="none",
+            acc="post",
+            copula="final",
+            head_final=True,
+            family="hindustani",
+            period="۔",
+        ),
+    )
+}
 
 # Syllable inventories: (onsets, nuclei). Thai preposed vowels and combining signs are real Unicode.
 _SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "latin": (tuple("bdfgklmnprstvz") + ("ch", "tr", "pl"), tuple("aeiou") + ("ei", "ou")),
     "turkish": (tuple("bcçdgğklmnprsştyz"), tuple("aeıioöuü")),
-    "vietnamese": (("b", "c", "d", "đ", "g", "h", "k", "l", "m", "n", "ng", "nh", "ph", "qu", "t", "th", "tr", "x"),
-                   ("a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "à", "á", "ạ", "ế", "ộ", "ờ", "ụ")),
-    "swahili": (("b", "ch", "d", "f", "g", "h", "j", "k", "l", "m", "mb", "n", "nd", "ng", "p", "s", "t", "w", "y", "z"),
-                tuple("aeiou")),
+    "vietnamese": (
+        ("b", "c", "d", "đ", "g", "h", "k", "l", "m", "n", "ng", "nh", "ph", "qu", "t", "th", "tr", "x"),
+        ("a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "à", "á", "ạ", "ế", "ộ", "ờ", "ụ"),
+    ),
+    "swahili": (
+        ("b", "ch", "d", "f", "g", "h", "j", "k", "l", "m", "mb", "n", "nd", "ng", "p", "s", "t", "w", "y", "z"),
+        tuple("aeiou"),
+    ),
     "greek": (tuple("βγδζθκλμνξπρστφχ"), tuple("αεηιουωάέίό")),
     "cyrillic": (tuple("бвгджзклмнпрстфхцчш"), tuple("аеиоуя")),
     "arabic": (tuple("بتثجحخدذرزسشصطعغفقكلمنه"), ("ا", "و", "ي", "")),
@@ -168,8 +282,11 @@ def _word(spec: LanguageSpec, key: str, english: str, seed: int, attempt: int, n
         if spec.code == "hi":
             head_c, head_v = sylls[0]
             word = _render_devanagari(sylls)
-            return _DEVANAGARI_V_INIT[head_v] + word[len(_DEVANAGARI_C[head_c]) + len(_DEVANAGARI_V[head_v]):] \
-                if rng.random() < 0.1 else word
+            return (
+                _DEVANAGARI_V_INIT[head_v] + word[len(_DEVANAGARI_C[head_c]) + len(_DEVANAGARI_V[head_v]) :]
+                if rng.random() < 0.1
+                else word
+            )
         return _render_urdu(sylls)
     if spec.script == "cjk":
         return _cjk(rng, max(1, min(n, 2)))
@@ -206,8 +323,12 @@ def build_vocabulary(lexicon: Lexicon, code: str, seed: int) -> Vocabulary:
         english = lexicon.english.get(key, "")
         if code == "en":
             form = english or key.split(":", 1)[1]
-        elif (english and key[0] in "cnvp" and english not in used
-              and _rng(seed, code, "loan", key).random() < spec.loan_rate):
+        elif (
+            english
+            and key[0] in "cnvp"
+            and english not in used
+            and _rng(seed, code, "loan", key).random() < spec.loan_rate
+        ):
             form = english  # a loanword: English spelling, the language's own grammar around it
         else:
             length = 1 if key.startswith(("f:", "clf:")) else 2 + (len(english) > 5)

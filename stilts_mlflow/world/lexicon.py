@@ -67,20 +67,69 @@ VERB_PAIRS: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], 
 PLACES: tuple[str, ...] = ("park", "market", "school", "kitchen", "garden", "station", "harbor", "library")
 
 # Person states used by the event scripts (hellaswag, cosmosqa) and the corpus.
-PERSON_STATES: tuple[tuple[str, str], ...] = (("happy", "glad"), ("sad", "unhappy"), ("angry", "furious"), ("calm", "relaxed"))
+PERSON_STATES: tuple[tuple[str, str], ...] = (
+    ("happy", "glad"),
+    ("sad", "unhappy"),
+    ("angry", "furious"),
+    ("calm", "relaxed"),
+)
 
 NAMES: tuple[str, ...] = (
-    "Maria", "Tom", "Aisha", "Kenji", "Lena", "Omar", "Priya", "Ivan", "Sofia", "Juan", "Mei", "Kofi",
-    "Elif", "Nikos", "Rosa", "Amit", "Zara", "Hugo", "Nadia", "Pablo", "Yuki", "Samir", "Olga", "Ravi",
+    "Maria",
+    "Tom",
+    "Aisha",
+    "Kenji",
+    "Lena",
+    "Omar",
+    "Priya",
+    "Ivan",
+    "Sofia",
+    "Juan",
+    "Mei",
+    "Kofi",
+    "Elif",
+    "Nikos",
+    "Rosa",
+    "Amit",
+    "Zara",
+    "Hugo",
+    "Nadia",
+    "Pablo",
+    "Yuki",
+    "Samir",
+    "Olga",
+    "Ravi",
 )
 
 # Function words: concept id -> English form. Other languages get generated forms.
 FUNCTION_WORDS: dict[str, str] = {
-    "a": "a", "the": "the", "is": "is", "not": "not", "does": "does", "and": "and", "kind": "kind",
-    "of": "of", "in": "in", "now": "now", "has": "has", "no": "no", "longer": "longer", "feels": "feels",
-    "then": "then", "who": "who", "what": "what", "where": "where", "which": "which", "true": "true",
-    "these": "these", "how": "how", "because": "because", "money": "money", "owns": "owns",
-    "acc": "acc", "link": "link",  # object marker and attributive particle: unused in English
+    "a": "a",
+    "the": "the",
+    "is": "is",
+    "not": "not",
+    "does": "does",
+    "and": "and",
+    "kind": "kind",
+    "of": "of",
+    "in": "in",
+    "now": "now",
+    "has": "has",
+    "no": "no",
+    "longer": "longer",
+    "feels": "feels",
+    "then": "then",
+    "who": "who",
+    "what": "what",
+    "where": "where",
+    "which": "which",
+    "true": "true",
+    "these": "these",
+    "how": "how",
+    "because": "because",
+    "money": "money",
+    "owns": "owns",
+    "acc": "acc",
+    "link": "link",  # object marker and attributive particle: unused in English
 }
 
 
@@ -138,14 +187,18 @@ def build_lexicon(seed: int) -> Lexicon:
         ids = [f"a:{dim}:{i}" for i in range(2)]
         for i, lemmas in enumerate(poles):
             lem_ids = tuple(f"a:{w}" for w in lemmas)
-            add(Sense(ids[i], "adj", lem_ids, antonym=ids[1 - i], group=dim, classes=preferred()),
-                {f"a:{w}": w for w in lemmas})
+            add(
+                Sense(ids[i], "adj", lem_ids, antonym=ids[1 - i], group=dim, classes=preferred()),
+                {f"a:{w}": w for w in lemmas},
+            )
     for pair, poles in VERB_PAIRS.items():
         ids = [f"v:{pair}:{i}" for i in range(2)]
         for i, lemmas in enumerate(poles):
             lem_ids = tuple(f"v:{base}" for base, _ in lemmas)
-            add(Sense(ids[i], "verb", lem_ids, antonym=ids[1 - i], group=pair, classes=preferred()),
-                {f"v:{base}": third for base, third in lemmas})
+            add(
+                Sense(ids[i], "verb", lem_ids, antonym=ids[1 - i], group=pair, classes=preferred()),
+                {f"v:{base}": third for base, third in lemmas},
+            )
     for place in PLACES:
         add(Sense(f"p:{place}", "place", (f"p:{place}",)), {f"p:{place}": place})
     for i, lemmas in enumerate(PERSON_STATES):

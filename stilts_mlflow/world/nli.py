@@ -67,8 +67,12 @@ class NLIGenerator:
         cls = rng.choice(self.classes)
         noun = f"c:{cls}" if rng.random() < 0.5 else rng.choice(lex.members(cls))
         adj_sense = rng.choice(self.adjs)
-        return Event(subj or rng.choice(NAMES), rng.choice(verb.lemmas),
-                     NP(noun, rng.choice(adj_sense.lemmas)), place=rng.choice(self.places) if place else None)
+        return Event(
+            subj or rng.choice(NAMES),
+            rng.choice(verb.lemmas),
+            NP(noun, rng.choice(adj_sense.lemmas)),
+            place=rng.choice(self.places) if place else None,
+        )
 
     # --- one-slot perturbations ---------------------------------------------------------------
     def _other_lemma(self, rng: random.Random, sense: Sense, lemma: str) -> str:
@@ -101,8 +105,9 @@ class NLIGenerator:
             return rng.choice([m for m in lex.members(cls) if m != noun]), "|"
         return other, "|"
 
-    def perturb(self, rng: random.Random, e: Event, slots: tuple[str, ...] = SLOTS
-                ) -> tuple[Event, list[str], tuple[str, ...]]:
+    def perturb(
+        self, rng: random.Random, e: Event, slots: tuple[str, ...] = SLOTS
+    ) -> tuple[Event, list[str], tuple[str, ...]]:
         """Change one slot of `slots`, or two (40%) when more than one is allowed."""
         changed = tuple(sorted(rng.sample(slots, 1 if len(slots) == 1 or rng.random() < 0.6 else 2)))
         relations = []
@@ -132,8 +137,9 @@ class NLIGenerator:
         kinds = (target.obj.noun[0], hyp.obj.noun[0])
         return NLIPair(premise, hyp, join_label(relations), (changed, kinds, about))
 
-    def generate(self, n: int, rng: random.Random, distractor: bool = False, place: bool = False,
-                 slots: tuple[str, ...] = SLOTS) -> list[NLIPair]:
+    def generate(
+        self, n: int, rng: random.Random, distractor: bool = False, place: bool = False, slots: tuple[str, ...] = SLOTS
+    ) -> list[NLIPair]:
         """n pairs (a multiple of 3 is best), labels equally frequent inside every signature group."""
         groups: dict[tuple, dict[str, list[NLIPair]]] = defaultdict(lambda: {lab: [] for lab in NLI_LABELS})
         triples: list[tuple[NLIPair, ...]] = []
@@ -170,8 +176,13 @@ def styled(pair: NLIPair, rng: random.Random, places: list[str]) -> tuple[list[C
         target = [replace(e, adverb=rng.choice(ADVERBS))]
     elif form == 3 and e.place is None:
         target = [replace(e, place=rng.choice(places))]
-    premise[about:about + 1] = target
+    premise[about : about + 1] = target
     kind = rng.randrange(3)
-    hypothesis: Clause = Prop(NP(h.obj.noun, definite=True), h.obj.adj) if kind == 0 else \
-        replace(h, adverb=rng.choice(ADVERBS)) if kind == 1 else h
+    hypothesis: Clause = (
+        Prop(NP(h.obj.noun, definite=True), h.obj.adj)
+        if kind == 0
+        else replace(h, adverb=rng.choice(ADVERBS))
+        if kind == 1
+        else h
+    )
     return premise, hypothesis
