@@ -593,6 +593,24 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     help="kubernetes: write one Job manifest per child pipeline still to run into this directory and "
     "stop (no image build, no cluster).",
 )
+@click.option(
+    "--plan",
+    type=click.BOOL,
+    is_flag=False,
+    flag_value=True,
+    default=False,
+    show_default=True,
+    help="Print the design, its expected wall time (GPU-hours on xlmr presets), the smallest slope and "
+    "curvature it can detect, and how both change with more seeds or subsets; train nothing. "
+    "`--plan` alone or `--plan true` (MLproject: -P plan=true).",
+)
+@click.option("--gpu", default=None, help="--plan on xlmr presets: the GPU type to cost (default: the preset's).")
+@click.option(
+    "--tokens-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="--plan on xlmr presets: training tokens/s per GPU instead of the preset's assumption.",
+)
 def scaling(
     preset,
     sizes,
@@ -608,8 +626,12 @@ def scaling(
     backend_config,
     max_parallel,
     render_jobs,
+    plan,
+    gpu,
+    tokens_per_second,
 ):
-    """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry."""
+    """The diminishing-returns study: one pipeline per (task subset, seed), analysis, report, registry
+    (--plan: what the study would cost and detect, without training)."""
     from stilts_mlflow.options import Options
     from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
     from stilts_mlflow.scaling.design import StudyDesign
@@ -626,6 +648,10 @@ def scaling(
     )
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
     parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
+    if plan:
+        return _plan(design, preset, budget, parallel, gpu, tokens_per_second)
+    if gpu or tokens_per_second:
+        raise ValueError("--gpu and --tokens-per-second apply to --plan")
     if backend == "kubernetes" and not backend_config:  # MLproject passes "" for the default
         from stilts_mlflow.scaling.launch import KUBERNETES_BACKEND_CONFIG
 
@@ -654,7 +680,8 @@ def scaling(
         )  # as given (`mlflow run` logged it so) and as resolved
         result = run_study(design, base, Path(out), progress=not no_progress, export=export, launch=launch)
     analysis = result["analysis"]
-    click.echo(f"verdict: {analysis.verdict}")
+    statement = analysis.power.get("statement")
+    click.echo(f"verdict: {analysis.verdict}" + (f" — {statement}" if statement else ""))
     for line in analysis.evidence:
         click.echo(f"  {line}")
     click.echo(
@@ -667,6 +694,79 @@ def scaling(
     )
     if result["onnx_aliases"]:
         click.echo(f"{ONNX_MODEL_NAME}: champion = version {result['onnx_aliases']['champion']}")
+
+
+@main.command()
+@click.option(
+    "--studies",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Simulated studies per planted truth.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the simulation.")
+@click.option(
+    "--noise-from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A study's summary.json to measure the noise on (default: the shipped reference study).",
+)
+@click.option("--sizes", default="0-9", show_default=True, help="Design: subset sizes k (0-9 or 0,1,4).")
+@click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True, help="Design.")
+@click.option("--seeds", default="0", show_default=True, help="Design: seeds per subset (0,1,2).")
+@click.option("--design-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Design.")
+@click.option("--trend", is_flag=True, help="Robustness: the subset noise grows with k as measured.")
+@click.option(
+    "--tails",
+    type=click.FloatRange(min=2, min_open=True),
+    default=None,
+    help="Robustness: noise from a multivariate t with this many degrees of freedom (same covariance).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="calibration",
+    show_default=True,
+    help="Directory for calibration.md and calibration.json.",
+)
+def simulate(studies, seed, noise_from, sizes, subsets_per_size, seeds, design_seed, trend, tails, out):
+    """Known-answer check of the study's statistics: simulated studies from planted truths (flat, steady,
+    declining, diminishing, accelerating) with the measured noise, through the study's own analysis; prints the
+    verdict-by-truth table, false-positive rates, interval coverage and power."""
+    from stilts_mlflow.scaling import noise
+    from stilts_mlflow.scaling import simulate as sim
+    from stilts_mlflow.scaling.design import StudyDesign
+
+    design = StudyDesign(
+        sizes=_int_list(sizes, "sizes"),
+        subsets_per_size=subsets_per_size,
+        seeds=_int_list(seeds, "seeds"),
+        design_seed=design_seed,
+    )
+    if len(set(design.sizes)) < 3:
+        raise ValueError(f"sizes must name at least three sizes (a curvature needs them); got {sizes!r}")
+    measured = noise.estimate(noise.load(noise_from), where=noise_from) if noise_from else noise.reference()
+    result = sim.calibrate(design, measured, studies, seed, trend=trend, tails=tails)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "calibration.md").write_text(result.markdown())
+    (out_dir / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1))
+    click.echo(result.markdown())
+
+
+def _plan(design, preset: str, budget: str, parallel: int, gpu: str | None, tokens_per_second: float | None) -> None:
+    """`scaling --plan`: the planner's table, nothing trained and no run started."""
+    from stilts_mlflow.scaling import costs, noise
+    from stilts_mlflow.scaling import plan as planner
+
+    p = get_preset(preset)
+    if p.throughput is None and (gpu or tokens_per_second):
+        raise ValueError(
+            f"--gpu and --tokens-per-second apply to presets with a GPU throughput (xlmr-base, "
+            f"xlmr-large), not {preset}"
+        )
+    cost = costs.for_preset(p, gpu, tokens_per_second)
+    click.echo(planner.render(planner.make(design, p, cost, noise.reference(), budget, parallel)))
 
 
 def _render_jobs(design, base, launch, out: Path) -> None:

@@ -14,13 +14,19 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
+NOT_IN_KEY = {"key": False}  # field metadata: a planning assumption, which no result depends on
+
+
 def key_fields(obj: Any) -> Any:
     """A config dataclass as a key sees it: the fields that differ from their defaults, nested configs
-    likewise. A field added later with a default leaves every existing key (and cached run) valid."""
+    likewise. A field added later with a default leaves every existing key (and cached run) valid; fields
+    marked NOT_IN_KEY (assumptions for planning) never enter it."""
     if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
         return obj
     out = {}
     for f in dataclasses.fields(obj):
+        if f.metadata.get("key", True) is False:
+            continue
         value = getattr(obj, f.name)
         default = (
             f.default
@@ -121,6 +127,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class Throughput:
+    """Assumed training speed of a preset's encoder on each GPU type, for the study planner (`stilts scaling
+    --plan`): tokens/s of forward + backward at full occupancy, plus a fixed cost per micro-batch (kernel
+    launches, the optimizer step) that dominates at the paper's batch of 4. Evaluation runs forward only, at
+    `eval_speedup` times the training rate. Assumptions, not measurements: `--tokens-per-second` overrides."""
+
+    gpu: str  # the default GPU type
+    tokens_per_second: dict[str, float]
+    batch_overhead_s: float
+    eval_speedup: float = 3.0  # forward only: 2N of the 6N FLOPs per token
+    basis: str = ""
+
+    def __post_init__(self):
+        if self.gpu not in self.tokens_per_second:
+            raise ValueError(f"throughput gpu {self.gpu!r} has no tokens_per_second entry")
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     data: DataConfig
@@ -130,6 +154,7 @@ class Preset:
     target: TrainConfig
     description: str = ""
     extra: dict = field(default_factory=dict)
+    throughput: Throughput | None = field(default=None, metadata=NOT_IN_KEY)  # GPU presets: planning assumptions
 
 
 _TINY = Preset(
@@ -196,6 +221,22 @@ _TINY = Preset(
     ),
 )
 
+# Training tokens/s at 30% of each GPU's dense bf16 peak (A100 312, H100 SXM 989, L4 121 TFLOP/s) over
+# 6 x the non-embedding parameters per token (XLM-R base 85M: 0.52 GFLOP; large 302M: 1.83 GFLOP); a micro-batch
+# of 4-8 short sequences is launch-bound, hence the fixed cost per micro-batch.
+_XLMR_BASE_SPEED = Throughput(
+    gpu="A100-80GB",
+    tokens_per_second={"A100-80GB": 180_000, "H100-SXM": 570_000, "L4": 70_000},
+    batch_overhead_s=0.012,
+    basis="30% of dense bf16 peak, 6 x 85M FLOPs per token",
+)
+_XLMR_LARGE_SPEED = Throughput(
+    gpu="A100-80GB",
+    tokens_per_second={"A100-80GB": 51_000, "H100-SXM": 162_000, "L4": 20_000},
+    batch_overhead_s=0.025,
+    basis="30% of dense bf16 peak, 6 x 302M FLOPs per token",
+)
+
 _XLMR_BASE = Preset(
     name="xlmr-base",
     description="XLM-R base from the hub, real datasets (needs a hub mirror here)",
@@ -238,6 +279,7 @@ _XLMR_BASE = Preset(
         patience=30,
         checkpoint_every=1000,
     ),
+    throughput=_XLMR_BASE_SPEED,
 )
 
 PRESETS: dict[str, Preset] = {
@@ -288,6 +330,7 @@ PRESETS: dict[str, Preset] = {
             ),
             intermediate=replace(_XLMR_BASE.intermediate, batch_size=4, grad_accum=1),
             target=replace(_XLMR_BASE.target, batch_size=4, grad_accum=8),
+            throughput=_XLMR_LARGE_SPEED,
         ),
     )
 }

@@ -49,6 +49,8 @@ def _as_mlproject(value) -> str:
     """A CLI default as MLproject writes it: no value is "", sequences comma-joined."""
     if value is None or value == ():
         return ""
+    if isinstance(value, bool):  # click.BOOL reads MLproject's "true"/"false"
+        return str(value).lower()
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return str(value)

@@ -29,7 +29,9 @@ from stilts_mlflow.scaling.analysis import Observation, analyse
 from stilts_mlflow.scaling.children import finished_child, run_child
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import LaunchConfig, child_threads, run_submitted
+from stilts_mlflow.scaling.simulate import for_study
 from stilts_mlflow.scaling.workers import run_pooled
+from stilts_mlflow.transfer import accuracies
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +112,24 @@ def run_study(
     per_language = language_means(rows)
     synthetic = base.resolve().data.source == "synthetic"
     title = f"STILTs scaling study ({base.preset}{', synthetic world' if synthetic else ''})"
-    files = report.write(analysis, per_language, [_run_summary(r) for r in rows], out_dir, title, synthetic)
+    runs = [_run_summary(r) for r in rows]
+    calibration = for_study(design, runs)
+    files = report.write(analysis, per_language, runs, out_dir, title, synthetic, calibration)
     for name, path in files.items():
         mlflow.log_artifact(str(path), artifact_path="report")
+    power = {  # nan (not estimable) left out
+        f"study/mde_{name}": analysis.power[name]
+        for name in ("slope", "curvature")
+        if analysis.power.get(name) == analysis.power.get(name)
+    }
+    if calibration is not None:
+        power["study/calibration_false_positive"] = calibration.to_dict()["false_positive_any"]
     mlflow.log_metrics(
         {
             "study/pipelines": len(rows),
             "study/reused": reused,
             "study/seconds": time.monotonic() - start,
+            **power,
             **{f"study/mean_k{k}": c.mean for k, c in analysis.curve.items()},
         }
     )
@@ -138,11 +150,8 @@ def run_study(
 def language_means(rows: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
     by_k: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        for name, value in r["metrics"].items():
-            if name.startswith("test/accuracy.") and name.count(".") == 1:
-                lang = name.split(".", 1)[1]
-                if lang not in ("avg", "non_en_avg"):
-                    by_k[r["k"]][lang].append(value)
+        for lang, value in accuracies(r["metrics"]).items():
+            by_k[r["k"]][lang].append(value)
     return {k: {lang: float(np.mean(v)) for lang, v in langs.items()} for k, langs in sorted(by_k.items())}
 
 
@@ -156,4 +165,5 @@ def _run_summary(row: dict[str, Any]) -> dict[str, Any]:
         "xnli_test_avg": row["metrics"]["test/accuracy.avg"],
         "xnli_dev_avg": dev_avg(row),
         "target_attempts": int(row["metrics"].get("target/attempts", 1)),
+        "xnli_test": accuracies(row["metrics"]),  # per language: the noise model reads these
     }

@@ -1,4 +1,5 @@
-"""The study's report: figures, report.md, report.html and summary.json, all from one Analysis."""
+"""The study's report: figures, report.md, report.html and summary.json, all from one Analysis, and the
+calibration of its statistics (calibration.md, calibration.json) where the study has one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from stilts_mlflow.scaling.analysis import MODELS, Analysis
+from stilts_mlflow.scaling.simulate import Calibration
 
 
 def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title: str) -> dict[str, Any]:
@@ -78,21 +80,70 @@ def figures(analysis: Analysis, per_language: dict[int, dict[str, float]], title
         fig, ax = plt.subplots(figsize=(7, 3.8))
         ax.barh(tasks, [x.mean for x in a], xerr=[[x.mean - x.low for x in a], [x.high - x.mean for x in a]], capsize=3)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set(xlabel="effect of the task's presence on XNLI accuracy (OLS, 95% CI)", title="task attribution")
+        ax.set(
+            xlabel="effect of the task against an average task of the same size (joint model, 95% CI)",
+            title="task attribution",
+        )
         out["task_attribution.png"] = fig
     for f in out.values():
         f.tight_layout()
     return out
 
 
-def markdown(analysis: Analysis, title: str, synthetic: bool, runs: list[dict] = ()) -> str:
+def _num(x: float | None, spec: str) -> str:
+    return "n/a" if x is None or x != x else format(x, spec)  # nan: the design cannot estimate it
+
+
+def power_lines(analysis: Analysis) -> list[str]:
+    p = analysis.power
+    if not p:
+        return []
+    fmt = _num
+    return [
+        "",
+        "## What this design could detect (80% power, 5% level, from the measured noise)",
+        "",
+        "| effect | minimum detectable | standard error | residual df |",
+        "|---|---|---|---|",
+        f"| slope per task | ±{fmt(p['slope'], '.4f')} | {fmt(p['se_slope'], '.4f')} | {p['df_line']} |",
+        f"| curvature per task² | ±{fmt(p['curvature'], '.5f')} (the middle {fmt(p['bend'], '.3f')} off the "
+        f"straight line) | {fmt(p['se_curvature'], '.5f')} | {p['df_quadratic']} |",
+    ]
+
+
+def calibration_lines(c: Calibration | None) -> list[str]:
+    if c is None:
+        return []
+    d = c.to_dict()
+    fp = ", ".join(f"{v} {r:.3f}" for v, r in d["false_positive_under_flat"].items())
+    cov = ", ".join(f"{kind} {v['all']:.3f}" for kind, v in d["coverage"].items())
+    mde = ", ".join(f"{name} {r:.2f}" for name, r in d["power"].items() if name.endswith("@mde"))
+    return [
+        "",
+        "## Calibration (simulated studies of this design, this noise)",
+        "",
+        f"{c.studies} studies per planted truth, drawn with the noise measured on {c.noise['source']}, put "
+        "through this analysis (calibration.md has the full table):",
+        "",
+        f"- flat truth, share given each verdict: {fp}; any verdict {d['false_positive_any']:.3f}",
+        f"- coverage of the 95% intervals: {cov}",
+        f"- power at the minimum detectable curvature: {mde}",
+    ]
+
+
+def markdown(
+    analysis: Analysis, title: str, synthetic: bool, runs: list[dict] = (), calibration: Calibration | None = None
+) -> str:
     lines = [f"# {title}", ""]
     if synthetic:
         lines += ["**Synthetic world**: these numbers come from the offline synthetic languages, not real XNLI.", ""]
+    statement = analysis.power.get("statement")
     lines += [
-        f"**Verdict: {analysis.verdict}.**",
+        f"**Verdict: {analysis.verdict}**" + (f" — {statement}." if statement else "."),
         "",
         *[f"- {e}" for e in analysis.evidence],
+        *power_lines(analysis),
+        *calibration_lines(calibration),
         "",
         "## XNLI accuracy by number of intermediate tasks",
         "",
@@ -110,7 +161,7 @@ def markdown(analysis: Analysis, title: str, synthetic: bool, runs: list[dict] =
     if analysis.attribution:
         lines += [
             "",
-            "## Task attribution (OLS on task presence)",
+            "## Task attribution (each task against an average task of the same size)",
             "",
             "| task | effect | 95% CI | runs with it |",
             "|---|---|---|---|",
@@ -183,6 +234,7 @@ def write(
     out: Path,
     title: str,
     synthetic: bool,
+    calibration: Calibration | None = None,
 ) -> dict[str, Path]:
     """Write every report file under `out`; returns name -> path (figures included)."""
     import matplotlib.pyplot as plt
@@ -197,7 +249,7 @@ def write(
         images[name] = buf.getvalue()
         (out / name).write_bytes(images[name])
         paths[name] = out / name
-    md = markdown(analysis, title, synthetic, runs)
+    md = markdown(analysis, title, synthetic, runs, calibration)
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(html_page(md, images, title))
     summary = {
@@ -206,6 +258,12 @@ def write(
         "per_language": {str(k): v for k, v in per_language.items()},
         "runs": runs,
     }
+    names = ["report.md", "report.html", "summary.json"]
+    if calibration is not None:
+        summary["calibration"] = calibration.to_dict()
+        (out / "calibration.md").write_text(calibration.markdown())
+        (out / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=1))
+        names += ["calibration.md", "calibration.json"]
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    paths.update({n: out / n for n in ("report.md", "report.html", "summary.json")})
+    paths.update({n: out / n for n in names})
     return paths
