@@ -133,6 +133,25 @@ def _study(s: dict) -> list[str]:
     return out
 
 
+def _ray(r: dict) -> list[str]:
+    if "skipped" in r:
+        return [f"### Ray backend overhead: skipped ({r['skipped']})", ""]
+    return [
+        f"### Ray backend overhead ({r['preset']} preset, {r['pipelines']} k = 0 pipelines, 2 at a time, one "
+        "`mlflow server` on loopback)",
+        "",
+        "| children run by | wall s |",
+        "|---|---|",
+        f"| in-process worker pool, 2 workers | {r['pool_x2_seconds']:.1f} |",
+        f"| `--backend ray`, two-node local cluster (1 CPU each) | {r['ray_x2_seconds']:.1f} |",
+        "",
+        f"Ray / pool: {r['ray_over_pool']:.2f}x ({r['ray_overhead_seconds_per_pipeline']:+.1f} s per pipeline). "
+        f"Starting the cluster (apart, once per cluster): {r['cluster_start_seconds']:.1f} s. Rerun on Ray: "
+        f"{r['ray_rerun']['seconds']:.1f} s, {r['ray_rerun']['reused']} of {r['pipelines']} pipelines reused.",
+        "",
+    ]
+
+
 def markdown(results: dict) -> str:
     lines = [f"## Benchmarks{' (--quick)' if results.get('quick') else ''}, {results['started']}", ""]
     lines += _machine(results["machine"])
@@ -144,6 +163,7 @@ def markdown(results: dict) -> str:
         ("inference", _inference),
         ("serving", _serving),
         ("study", _study),
+        ("ray", _ray),
     ):
         if name in results:
             lines += render(results[name])

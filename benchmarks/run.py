@@ -22,7 +22,7 @@ from benchmarks import machine
 from benchmarks.report import markdown
 
 log = logging.getLogger("benchmarks")
-SECTIONS = ("training", "mlm_softmax", "inference", "serving", "study")
+SECTIONS = ("training", "mlm_softmax", "inference", "serving", "study", "ray")
 
 
 def tiny_model(model_uri: str | None, tokenizer, work: Path) -> tuple[Path, str]:
@@ -112,6 +112,10 @@ def main(quick: bool, out: str, sections: str, model_uri: str | None) -> None:
             from benchmarks import study
 
             results["study"] = study.run(quick)
+        if "ray" in chosen:
+            from benchmarks import ray_overhead
+
+            results["ray"] = ray_overhead.run(quick)
     results["seconds"] = round(time.perf_counter() - start, 1)
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)

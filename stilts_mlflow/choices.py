@@ -8,4 +8,4 @@ PRETRAIN: tuple[str, ...] = ("auto", "train", "skip")  # the published/pretraine
 BUDGETS: tuple[str, ...] = ("fixed", "per-task")  # intermediate steps: the same for any k, or steps x tasks
 SELECT: tuple[str, ...] = ("en", "avg")  # target checkpoint selection: English dev, or the 15-language average
 MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
-BACKENDS: tuple[str, ...] = ("in-process", "local", "kubernetes")  # where a study's child pipelines run
+BACKENDS: tuple[str, ...] = ("in-process", "local", "kubernetes", "ray")  # where a study's child pipelines run

@@ -571,20 +571,25 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     default="in-process",
     show_default=True,
     help="Where child pipelines run: this process; MLflow project runs on this machine "
-    "(--max-parallel at a time); or Kubernetes Jobs through MLflow's Kubernetes backend.",
+    "(--max-parallel at a time); Kubernetes Jobs through MLflow's Kubernetes backend; or Ray tasks on a "
+    "Ray cluster (RAY_ADDRESS; needs MLFLOW_TRACKING_URI to be a tracking server and pip install "
+    "'stilts-mlflow[cluster]'; docs/deployment.md).",
 )
 @click.option(
     "--backend-config",
     type=click.Path(dir_okay=False),
     default=None,
-    help="kubernetes: MLflow's backend config JSON; default: the project's deploy/kubernetes/backend.json.",
+    help="kubernetes: MLflow's backend config JSON; default: the project's deploy/kubernetes/backend.json. "
+    "ray: JSON with any of address, cpus, gpus, memory_gb, resources, max_retries, schedule_timeout_s "
+    "(deploy/ray/backend.json); default: RAY_ADDRESS and the preset's request.",
 )
 @click.option(
     "--max-parallel",
     default="auto",
     show_default=True,
     help="Child pipelines running at once: a number, or auto (this machine's CPU cores, at most 8, "
-    "without a GPU; 1 with one). in-process with more than 1: a pool of worker processes.",
+    "without a GPU; 1 with one; ray: every pipeline, as many running as the cluster's nodes hold). "
+    "in-process with more than 1: a pool of worker processes.",
 )
 @click.option(
     "--render-jobs",
@@ -647,7 +652,10 @@ def scaling(
         design_seed=design_seed,
     )
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
-    parallel = auto_parallel() if max_parallel == "auto" else _positive_int(max_parallel, "max_parallel")
+    if max_parallel != "auto":
+        parallel = _positive_int(max_parallel, "max_parallel")
+    else:  # ray: the cluster's scheduler runs as many as its nodes hold
+        parallel = len(design.runs()) if backend == "ray" else auto_parallel()
     if plan:
         return _plan(design, preset, budget, parallel, gpu, tokens_per_second)
     if gpu or tokens_per_second:
@@ -659,6 +667,10 @@ def scaling(
     launch = LaunchConfig(backend, backend_config or None, parallel)
     if render_jobs:
         return _render_jobs(design, base, launch, Path(render_jobs))
+    if backend == "ray":  # the tracking server, the cluster and its nodes' resources, before the study starts
+        from stilts_mlflow.scaling.ray_backend import preflight
+
+        preflight(preset, launch.backend_config)
     with _command_run("scaling", base):
         import mlflow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stilts_mlflow import tracking
+from stilts_mlflow import checkpoint_store, tracking
 from stilts_mlflow.context import Context
 from stilts_mlflow.features import Encoded
 from stilts_mlflow.model import MultiTaskModel
@@ -48,7 +48,7 @@ def train_tracked(
         on_metrics=lambda m, step: tracking.log_metrics(
             {prefix + (f"dev/{k}" if "/" in k and not k.startswith("train/") else k): v for k, v in m.items()}, step
         ),
-        on_checkpoint=lambda path, step, m: tracking.log_checkpoint(path, step, m, label),
+        on_checkpoint=checkpoint_store.CheckpointLogger(label),
         progress=opts.progress,
     )
     if attempt:

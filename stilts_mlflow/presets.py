@@ -145,6 +145,23 @@ class Throughput:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one child pipeline of a preset asks of a cluster node (the ray backend's task request; the
+    Kubernetes job template states its own). Not part of any key: where a pipeline runs does not change it."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 2.0
+
+    def __post_init__(self):
+        if self.cpus <= 0 or self.gpus < 0 or self.memory_gb <= 0:
+            raise ValueError(f"a resource request needs cpus > 0, gpus >= 0 and memory_gb > 0; got {self}")
+
+    def describe(self) -> str:
+        return f"{self.cpus:g} CPU, {self.gpus:g} GPU, {self.memory_gb:g} GiB memory"
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     data: DataConfig
@@ -155,6 +172,9 @@ class Preset:
     description: str = ""
     extra: dict = field(default_factory=dict)
     throughput: Throughput | None = field(default=None, metadata=NOT_IN_KEY)  # GPU presets: planning assumptions
+    # one child pipeline's request of a cluster node (ray backend): smoke and tiny train on one core in a few
+    # hundred MB; XLM-R base fits one 16 GB GPU at batch 8, large a 40-80 GB one at batch 4
+    resources: Resources = field(default_factory=Resources, metadata=NOT_IN_KEY)
 
 
 _TINY = Preset(
@@ -280,6 +300,7 @@ _XLMR_BASE = Preset(
         checkpoint_every=1000,
     ),
     throughput=_XLMR_BASE_SPEED,
+    resources=Resources(cpus=4, gpus=1, memory_gb=16),
 )
 
 PRESETS: dict[str, Preset] = {
@@ -289,6 +310,7 @@ PRESETS: dict[str, Preset] = {
             _TINY,
             name="smoke",
             description="tests: whole pipeline in well under a minute",
+            resources=Resources(cpus=1, gpus=0, memory_gb=1),
             data=DataConfig(
                 mlm_docs_per_lang=120,
                 task_train=96,
@@ -331,6 +353,7 @@ PRESETS: dict[str, Preset] = {
             intermediate=replace(_XLMR_BASE.intermediate, batch_size=4, grad_accum=1),
             target=replace(_XLMR_BASE.target, batch_size=4, grad_accum=8),
             throughput=_XLMR_LARGE_SPEED,
+            resources=Resources(cpus=8, gpus=1, memory_gb=32),
         ),
     )
 }

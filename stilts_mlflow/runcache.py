@@ -1,5 +1,6 @@
 """Cached, resumable phase runs: a phase's MLflow run is found by its key (`stilts.key`) and reused when
-finished; an unfinished one resumes from the checkpoint in `$STILTS_CACHE/runs/<key>/`. One process per key
+finished; an unfinished one resumes from the checkpoint in `$STILTS_CACHE/runs/<key>/`, or where that directory
+is absent (another node of a cluster), from its newest checkpoint in the artifact store (checkpoint_store.py). One process per key
 (a file lock); in a multi-process launch rank 0 decides and tracks while every rank trains along."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import mlflow
 
-from stilts_mlflow import distributed, tracking
+from stilts_mlflow import checkpoint_store, distributed, tracking
 from stilts_mlflow.data import cache_dir
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,12 @@ def _run_new(
     with tracking.start(phase, {"phase": phase, **tags}, params, key=key) as run:
         if out_dir.exists():
             shutil.rmtree(out_dir)
+        # resumed on a machine that did not train it: its logged checkpoints (one process; the ranks of a
+        # multi-process launch resume from their shared work directory only, all from the same step)
+        if distributed.world_size() == 1 and not any(work.glob("train*/last")):
+            restored = checkpoint_store.restore(run.info.run_id, work)
+            if restored:
+                tracking.set_tag("restored_checkpoint", "; ".join(r.describe() for r in restored))
         metrics = body(work, out_dir)
         (out_dir / "phase_metrics.json").write_text(json.dumps(metrics, indent=1))
         (out_dir / "DONE").write_text(key)

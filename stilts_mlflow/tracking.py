@@ -1,4 +1,5 @@
-"""The thin MLflow layer: store, experiment, runs (nested, resumable), cache lookup, inputs, checkpoints.
+"""The thin MLflow layer: store, experiment, runs (nested, resumable), cache lookup, inputs (checkpoints:
+checkpoint_store.py).
 
 - Tracking URI: `MLFLOW_TRACKING_URI` if set, else `sqlite:///mlflow.db` in the working directory
   (tracking and registry in one file; `mlflow ui` there shows everything).
@@ -22,7 +23,6 @@ from typing import Any
 
 import mlflow
 import torch
-from mlflow.entities import LoggedModelStatus
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import IntegrityError
@@ -169,28 +169,6 @@ def log_inputs(files: dict[str, Path], context: str) -> None:
                 raise
             log.debug("dataset inputs raced another process (%s); retrying", e)
             time.sleep(0.2 * (attempt + 1))
-
-
-def log_checkpoint(path: Path, step: int, metrics: dict[str, Any], phase: str) -> str:
-    """A checkpoint as an MLflow LoggedModel with `step` and its dev metrics."""
-    client = MlflowClient()
-    run = mlflow.active_run()
-    model = mlflow.initialize_logged_model(
-        name=f"{phase}-step{step}",
-        source_run_id=run.info.run_id,
-        tags={"step": str(step), f"{TAG}phase": phase},
-        model_type="stilts-checkpoint",
-    )
-    client.log_model_artifacts(model.model_id, str(path))
-    numeric = {
-        k.replace("/", "_").replace(".", "_"): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and k != "step"
-    }
-    if numeric:
-        mlflow.log_metrics(numeric, step=step, model_id=model.model_id)
-    mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
-    return model.model_id
 
 
 def in_run() -> bool:

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -319,7 +320,15 @@ _FAULT_HITS: dict[str, int] = {}
 def _fault_injection(phase: str, step: int) -> None:
     """Tests set STILTS_FAULT_KILL_AT=<phase>:<step>[#<n>] to SIGKILL this process right after that step (of
     the n-th run of that phase in this process, default the first: `target:9#3` dies in a study's third
-    pipeline)."""
+    pipeline), or STILTS_FAULT_HANG_AT=<phase>:<step> to stop there for good, once the file
+    $STILTS_CACHE/fault-hang says where (a cluster node's test kills the node then)."""
+    if os.environ.get("STILTS_FAULT_HANG_AT") == f"{phase}:{step}":
+        log.warning("fault injection: hanging at %s step %d", phase, step)
+        marker = Path(os.environ.get("STILTS_CACHE", ".stilts_cache")) / "fault-hang"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{phase}:{step} pid {os.getpid()}\n")
+        while True:
+            time.sleep(60)
     target = os.environ.get("STILTS_FAULT_KILL_AT")
     if not target:
         return

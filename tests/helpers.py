@@ -100,3 +100,18 @@ def tiny_model():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
     return model, opt, sched
+
+
+# smoke with target restarts: no attempt can pass stop_above, so every attempt runs (1 + 1 restart)
+RESTARTING = """import dataclasses, stilts_mlflow.presets as p
+s = p.PRESETS["smoke"]
+p.PRESETS["smoke"] = dataclasses.replace(s, target=dataclasses.replace(s.target, restarts=1, stop_above=1.01))"""
+
+
+def numbers(cwd: Path) -> dict:
+    summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
+    return {
+        "curve": summary["curve"],
+        "verdict": summary["verdict"],
+        "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"]),
+    }

@@ -98,6 +98,26 @@ def test_study_table_reports_the_backends_side_by_side():
     assert "2.00x the local backend's speed, 2.67x one after another" in text
 
 
+def test_ray_table_reports_the_overhead_against_the_pool():
+    r = {
+        "preset": "smoke",
+        "pipelines": 6,
+        "cluster_start_seconds": 9.5,
+        "pool_x2_seconds": 30.0,
+        "ray_x2_seconds": 36.0,
+        "ray_over_pool": 1.2,
+        "ray_overhead_seconds_per_pipeline": 1.0,
+        "ray_rerun": {"seconds": 8.0, "reused": 6},
+    }
+    text = "\n".join(report._ray(r))
+    assert (
+        "| in-process worker pool, 2 workers | 30.0 |" in text
+        and "two-node local cluster (1 CPU each) | 36.0 |" in text
+    )
+    assert "Ray / pool: 1.20x (+1.0 s per pipeline)" in text and "6 of 6 pipelines reused" in text
+    assert "skipped (no ray)" in "\n".join(report._ray({"skipped": "no ray"}))
+
+
 def test_repeats_alternate_which_loop_goes_first_and_compare_medians(monkeypatch):
     order: list[str] = []
     times = {"ours": iter([2.0, 9.0, 2.2]), "trainer": iter([3.0, 2.9, 3.1])}

@@ -5,7 +5,6 @@ it) that, rerun, retrain nothing finished and report what an uninterrupted study
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ from kubernetes.client import ApiClient
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, child_threads, entry_parameters
 from stilts_mlflow.options import Options
-from helpers import by_phase, runs, stilts
+from helpers import by_phase, numbers, runs, stilts
 
 PROJECT = Path(__file__).resolve().parents[1]
 BACKEND = str(PROJECT / "deploy" / "kubernetes" / "backend.json")
@@ -167,15 +166,6 @@ def test_study_killed_midway_resumes_without_retraining_and_reports_the_same(tmp
     assert "resuming from step 6" in resumed.stderr  # the killed pipeline's target phase, from its checkpoint
 
     assert numbers(broken) == numbers(whole)
-
-
-def numbers(cwd: Path) -> dict:
-    summary = json.loads((cwd / "scaling_report" / "summary.json").read_text())
-    return {
-        "curve": summary["curve"],
-        "verdict": summary["verdict"],
-        "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"]),
-    }
 
 
 def _children_of(pid: int) -> set[int]:

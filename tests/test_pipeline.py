@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import by_phase, outputs, runs, stilts
+from helpers import RESTARTING, by_phase, outputs, runs, stilts
 
 PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
 
@@ -119,12 +119,6 @@ def test_sigkill_then_rerun_resumes_to_the_same_result(tmp_path, phase, step):
             assert all((tensors[n] == b[phase_name][fname][n]).all() for n in tensors), (phase_name, fname)
     (m1,), (m2,) = [list((c / "cache").glob("runs/*/output/metrics.json")) for c in (clean, broken)]
     assert json.loads(m1.read_text()) == json.loads(m2.read_text())
-
-
-# smoke with target restarts: no attempt can pass stop_above, so every attempt runs (1 + 1 restart)
-RESTARTING = """import dataclasses, stilts_mlflow.presets as p
-s = p.PRESETS["smoke"]
-p.PRESETS["smoke"] = dataclasses.replace(s, target=dataclasses.replace(s.target, restarts=1, stop_above=1.01))"""
 
 
 @pytest.mark.slow

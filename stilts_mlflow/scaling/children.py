@@ -55,14 +55,23 @@ def finished_child(opts: Options) -> dict[str, Any] | None:
     return json.loads(Path(path).read_text())
 
 
-def run_child(opts: Options, parent_id: str | None = None) -> tuple[dict[str, Any], bool]:
-    """One pipeline as a child run of the active run, or of run `parent_id` (run in a worker process); reused
-    when a finished one has the same key."""
+def run_child(
+    opts: Options, parent_id: str | None = None, extra_tags: dict[str, str] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """One pipeline as a child run of the active run, or of run `parent_id` (run in a worker process or on a
+    cluster node, which `extra_tags` may name); reused when a finished one has the same key."""
     row = finished_child(opts)
     if row is not None:
         return row, True
     subset = subset_name(opts.tasks)
-    tags = {"phase": "pipeline", "preset": opts.preset, "subset": subset, "k": len(opts.tasks), "seed": opts.seed}
+    tags = {
+        "phase": "pipeline",
+        "preset": opts.preset,
+        "subset": subset,
+        "k": len(opts.tasks),
+        "seed": opts.seed,
+        **(extra_tags or {}),
+    }
     with tracking.start(
         f"pipeline k={len(opts.tasks)} {subset} seed={opts.seed}",
         tags,

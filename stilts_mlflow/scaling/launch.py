@@ -8,6 +8,7 @@
   image from `deploy/kubernetes/MLproject` (docker_env: the Dockerfile's train target), pushes it to the
   backend config's `repository-uri` and creates one Job per child from the config's job template.
   `render_kubernetes_jobs` renders those Jobs with MLflow's own job builder, without a cluster.
+- `ray`: each child is a Ray task on a Ray cluster (ray_backend.py), `max_parallel` at a time.
 
 A child records its `stilts.key` and its result row itself (cli `pipeline`), so whichever backend ran it,
 the study reads it back the same way and a rerun reuses it.
@@ -43,7 +44,8 @@ UNRESOLVED_DIGEST = "sha256:" + "0" * 64  # rendering only: MLflow puts the push
 @dataclass(frozen=True)
 class LaunchConfig:
     backend: str = "in-process"
-    backend_config: str | None = None  # JSON file (kubernetes): kube-context, repository-uri, kube-job-template-path
+    # JSON file. kubernetes: kube-context, repository-uri, kube-job-template-path; ray: address, resources, retries
+    backend_config: str | None = None
     max_parallel: int = 1
     poll_seconds: float = 2.0
 

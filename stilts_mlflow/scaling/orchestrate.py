@@ -4,7 +4,8 @@ analysis and report logged to the parent, and each subset's best model registere
 Every phase is cached by its `stilts.key` (phases.py), and every child pipeline by the key of its
 options: a finished child is reused as is, so rerunning the study recomputes nothing and an
 interrupted study continues where it stopped (an unfinished phase resumes from its checkpoint).
-Children run in this process, or through MLflow project backends (local, kubernetes: launch.py).
+Children run in this process (or its worker pool: workers.py), through MLflow project backends (local,
+kubernetes: launch.py), or as tasks on a Ray cluster (ray_backend.py).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ def _children(
                     child_threads(launch.max_parallel),
                     parent,
                     lambda i, row: done(i, row, False),
+                )
+            elif launch.backend == "ray":
+                from stilts_mlflow.scaling.ray_backend import run_on_ray  # Ray is an optional extra
+
+                run_on_ray(
+                    pending, launch.backend_config, launch.max_parallel, parent, lambda i, row: done(i, row, False)
                 )
             else:
                 run_submitted(pending, launch, parent, finished_child, lambda i, row: done(i, row, False))
