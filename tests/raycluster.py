@@ -138,24 +138,28 @@ class LocalRayCluster:
         self.nodes[name] = Node(name, process, cache, resources)
         return self.nodes[name]
 
-    def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
-        """Until `count` nodes are alive (asked in a subprocess: this test process stays no Ray driver)."""
+    def _ask(self, expression: str) -> subprocess.CompletedProcess:
+        """`expression` printed by a Ray driver in a subprocess (this test process stays no Ray driver)."""
         code = (
-            "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
-            "print(sum(n['Alive'] for n in ray.nodes()))"
+            "import json, ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
+            f"print({expression})"
         )
+        return subprocess.run(
+            [sys.executable, "-c", code, self.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self._env(self.root, None),
+        )
+
+    def wait_nodes(self, count: int, timeout: float = 120.0) -> None:
+        """Until `count` nodes are alive."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for node in self.nodes.values():
                 if node.process.poll() is not None:
                     raise RuntimeError(f"ray node {node.name} exited: {self.log(node.name)[-2000:]}")
-            out = subprocess.run(
-                [sys.executable, "-c", code, self.address],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env=self._env(self.root, None),
-            )
+            out = self._ask("sum(n['Alive'] for n in ray.nodes())")
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
             time.sleep(1)
@@ -163,18 +167,9 @@ class LocalRayCluster:
 
     def node_ids(self) -> dict[str, str]:
         """Node id of each node, by the custom resource it was started with."""
-        code = (
-            "import json, ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
-            "print(json.dumps([[n['NodeID'], n['Resources']] for n in ray.nodes() if n['Alive']]))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code, self.address],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=self._env(self.root, None),
-            check=True,
-        )
+        out = self._ask("json.dumps([[n['NodeID'], n['Resources']] for n in ray.nodes() if n['Alive']])")
+        if out.returncode:
+            raise RuntimeError(f"ray.nodes() failed: {out.stderr[-2000:]}")
         found = {}
         for node_id, resources in json.loads(out.stdout.strip().splitlines()[-1]):
             for node in self.nodes.values():
