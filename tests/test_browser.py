@@ -42,16 +42,25 @@ FLAGS = [
 ]
 
 
+# the browser, and fonts for every XNLI script (Arabic, Devanagari, Thai, CJK...), so screenshots show text, not boxes
+PACKAGES = ("chromium", "fonts-noto-core", "fonts-noto-cjk")
+
+
+def _installed(package: str) -> bool:
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
+    return out.returncode == 0 and "install ok installed" in out.stdout
+
+
 def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
+    missing = [p for p in PACKAGES if not _installed(p)] if shutil.which("dpkg-query") else []
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
             capture_output=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
             timeout=900,
         )
-        found = shutil.which("chromium")
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
     return found
