@@ -223,6 +223,24 @@ def test_study_runs_on_both_nodes_matches_the_in_process_backend_and_reruns_noth
 
 
 @pytest.mark.slow
+def test_a_study_started_in_process_is_finished_on_ray(tmp_path, cluster, server, pool_numbers):
+    """The same keys and child layout on every backend: half a study run by the worker pool against the server,
+    the rest on the cluster, and the numbers of a study run in one go."""
+    extra = {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_EXPERIMENT_NAME": "ray-handover"}
+    half = [a if a != SEEDS else "0,1,2" for a in STUDY]
+    assert "pipelines: 3 (0 reused)" in stilts(half, tmp_path, tmp_path / "cache", extra_env=extra).stdout
+    rest = stilts(
+        STUDY + ["--backend", "ray"], tmp_path, tmp_path / "cache", extra_env={**extra, "RAY_ADDRESS": cluster.address}
+    )
+    assert "pipelines: 6 (3 reused)" in rest.stdout, rest.stdout
+    children = by_phase(server_runs(server.uri, "ray-handover"), "pipeline")
+    on_ray = [c for c in children if "stilts.ray_node_id" in c.data.tags]
+    assert len(children) == 6 and len(on_ray) == 3
+    assert sorted(int(c.data.tags["stilts.seed"]) for c in on_ray) == [3, 4, 5]
+    assert numbers(tmp_path) == pool_numbers
+
+
+@pytest.mark.slow
 def test_request_no_node_can_hold_fails_with_what_was_asked_and_what_exists(tmp_path, cluster, server):
     config = tmp_path / "ray.json"
     config.write_text(json.dumps({"gpus": 1, "schedule_timeout_s": 3}))
