@@ -1,7 +1,7 @@
 """Running the study: one `pipeline` child run per (subset, seed) under the `scaling` parent run, the
 analysis and report logged to the parent, and each subset's best model registered.
 
-Every phase is cached by its `stilts.key` (phases.py), and every child pipeline by the key of its
+Every phase is cached by its `stilts.key` (runcache.py), and every child pipeline by the key of its
 options: a finished child is reused as is, so rerunning the study recomputes nothing and an
 interrupted study continues where it stopped (an unfinished phase resumes from its checkpoint).
 Children run in this process (or its worker pool: workers.py), through MLflow project backends (local,

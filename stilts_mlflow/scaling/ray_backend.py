@@ -4,7 +4,7 @@ The study (the driver) connects to the cluster at the backend config's `address`
 Ray's `auto` (the cluster `ray start` made on this machine); resolves the shared encoder once
 (orchestrate.py); then submits each unfinished pipeline as a task asking for the preset's resources
 (the preset's `resources`, overridable in the backend config), at most `max_parallel` at once. A task runs the same
-child as the worker pool (orchestrate.run_child), reporting to the tracking server, so children are cached
+child as the worker pool (children.run_child), reporting to the tracking server, so children are cached
 by key and laid out as on every other backend, and their runs are tagged with the node that ran them
 (`stilts.ray_node_id`, `stilts.ray_node_ip`; `stilts.ray_previous_node_id` when a retry moved it).
 

@@ -2,7 +2,7 @@
 after another.
 
 A worker imports torch, transformers and MLflow once and keeps its `Context` (data, tokenizer, encoded splits:
-phases.context_for) for every pipeline it runs, where a project-backend child (`local`) pays both again for each
+context.context_for) for every pipeline it runs, where a project-backend child (`local`) pays both again for each
 pipeline. Each child is an MLflow run of its own under the study's `scaling` run (`mlflow.parentRunId`), cached
 and resumed by its `stilts.key` like any other. Workers die with the study (Linux: PR_SET_PDEATHSIG), so a
 killed study leaves no orphan training on; its unfinished runs resume on the next run of the study.
