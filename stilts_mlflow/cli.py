@@ -523,17 +523,50 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     return values
 
 
+def _design(command):
+    """The study design's options (scaling, simulate): sizes, subsets per size, seeds, design seed."""
+    for option in reversed(
+        (
+            click.option(
+                "--sizes", default="0-9", show_default=True, help="Subset sizes k to run: a range 0-9 or a list 0,1,4."
+            ),
+            click.option(
+                "--subsets-per-size",
+                type=click.IntRange(min=1),
+                default=2,
+                show_default=True,
+                help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).",
+            ),
+            click.option(
+                "--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2."
+            ),
+            click.option(
+                "--design-seed",
+                type=click.IntRange(min=0),
+                default=0,
+                show_default=True,
+                help="Seed of the subset sample.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _study_design(sizes: str, subsets_per_size: int, seeds: str, design_seed: int):
+    from stilts_mlflow.scaling.design import StudyDesign
+
+    return StudyDesign(
+        sizes=_int_list(sizes, "sizes"),
+        subsets_per_size=subsets_per_size,
+        seeds=_int_list(seeds, "seeds"),
+        design_seed=design_seed,
+    )
+
+
 @main.command()
 @_preset
-@click.option("--sizes", default="0-9", show_default=True, help="Subset sizes k to run: a range 0-9 or a list 0,1,4.")
-@click.option(
-    "--subsets-per-size",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Subsets sampled at sizes with many subsets (k = 0, 1, 8, 9 are run in full).",
-)
-@click.option("--seeds", default="0", show_default=True, help="Seeds of the intermediate and target phases: 0,1,2.")
+@_design
 @click.option(
     "--budget",
     type=click.Choice(choices.BUDGETS),
@@ -547,9 +580,6 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
     default="proportional",
     show_default=True,
     help="Multi-task sampling of intermediate tasks.",
-)
-@click.option(
-    "--design-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the subset sample."
 )
 @click.option(
     "--out",
@@ -639,18 +669,12 @@ def scaling(
     (--plan: what the study would cost and detect, without training)."""
     from stilts_mlflow.options import Options
     from stilts_mlflow.registry import MODEL_NAME, ONNX_MODEL_NAME
-    from stilts_mlflow.scaling.design import StudyDesign
     from stilts_mlflow.scaling.launch import LaunchConfig, auto_parallel
     from stilts_mlflow.scaling.orchestrate import run_study
 
     if no_progress:
         quiet_libraries()
-    design = StudyDesign(
-        sizes=_int_list(sizes, "sizes"),
-        subsets_per_size=subsets_per_size,
-        seeds=_int_list(seeds, "seeds"),
-        design_seed=design_seed,
-    )
+    design = _study_design(sizes, subsets_per_size, seeds, design_seed)
     base = Options(preset=preset, budget=budget, sampler=sampler, progress=not no_progress)
     if max_parallel != "auto":
         parallel = _positive_int(max_parallel, "max_parallel")
@@ -723,10 +747,7 @@ def scaling(
     default=None,
     help="A study's summary.json to measure the noise on (default: the shipped reference study).",
 )
-@click.option("--sizes", default="0-9", show_default=True, help="Design: subset sizes k (0-9 or 0,1,4).")
-@click.option("--subsets-per-size", type=click.IntRange(min=1), default=2, show_default=True, help="Design.")
-@click.option("--seeds", default="0", show_default=True, help="Design: seeds per subset (0,1,2).")
-@click.option("--design-seed", type=click.IntRange(min=0), default=0, show_default=True, help="Design.")
+@_design
 @click.option("--trend", is_flag=True, help="Robustness: the subset noise grows with k as measured.")
 @click.option(
     "--tails",
@@ -747,14 +768,8 @@ def simulate(studies, seed, noise_from, sizes, subsets_per_size, seeds, design_s
     verdict-by-truth table, false-positive rates, interval coverage and power."""
     from stilts_mlflow.scaling import noise
     from stilts_mlflow.scaling import simulate as sim
-    from stilts_mlflow.scaling.design import StudyDesign
 
-    design = StudyDesign(
-        sizes=_int_list(sizes, "sizes"),
-        subsets_per_size=subsets_per_size,
-        seeds=_int_list(seeds, "seeds"),
-        design_seed=design_seed,
-    )
+    design = _study_design(sizes, subsets_per_size, seeds, design_seed)
     if len(set(design.sizes)) < 3:
         raise ValueError(f"sizes must name at least three sizes (a curvature needs them); got {sizes!r}")
     measured = noise.estimate(noise.load(noise_from), where=noise_from) if noise_from else noise.reference()

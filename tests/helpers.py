@@ -115,3 +115,8 @@ def numbers(cwd: Path) -> dict:
         "verdict": summary["verdict"],
         "scores": sorted((r["seed"], r["xnli_test_avg"], r["xnli_dev_avg"]) for r in summary["runs"]),
     }
+
+
+def smoke_study(seeds: str, *extra: str) -> list[str]:
+    """`stilts scaling` on the smoke preset at k = 0, one pipeline per seed, quiet and without exports."""
+    return ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", seeds, "--no-export", "--no-progress", *extra]

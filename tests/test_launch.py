@@ -22,7 +22,7 @@ from kubernetes.client import ApiClient
 from stilts_mlflow.scaling.design import StudyDesign
 from stilts_mlflow.scaling.launch import KUBERNETES_PROJECT, LaunchConfig, child_threads, entry_parameters
 from stilts_mlflow.options import Options
-from helpers import by_phase, numbers, runs, stilts
+from helpers import by_phase, numbers, runs, smoke_study, stilts
 
 PROJECT = Path(__file__).resolve().parents[1]
 BACKEND = str(PROJECT / "deploy" / "kubernetes" / "backend.json")
@@ -119,7 +119,7 @@ def test_kubernetes_on_a_local_store_is_one_line_not_a_traceback(tmp_path):
     assert "set MLFLOW_TRACKING_URI" in proc.stderr.strip().splitlines()[-1]
 
 
-STUDY = ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", "0,1,2,3", "--no-export", "--no-progress"]
+STUDY = smoke_study("0,1,2,3")
 
 
 @pytest.mark.slow
@@ -202,19 +202,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-POOL = [
-    "scaling",
-    "--preset",
-    "smoke",
-    "--sizes",
-    "0",
-    "--seeds",
-    "0,1,2,3,4,5",
-    "--no-export",
-    "--no-progress",
-    "--max-parallel",
-    "2",
-]
+POOL = smoke_study("0,1,2,3,4,5", "--max-parallel", "2")
 
 
 @pytest.mark.slow

@@ -18,25 +18,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from helpers import by_phase, free_port, numbers, stilts
+from helpers import by_phase, free_port, numbers, smoke_study, stilts
 from raycluster import RAY_IP, REPO, ray_importable, start_cluster, start_mlflow_server
 
 NO_RAY = ray_importable()
 needs_ray = pytest.mark.skipif(NO_RAY is not None, reason=NO_RAY or "")
 SEEDS = "0,1,2,3,4,5"
-STUDY = [
-    "scaling",
-    "--preset",
-    "smoke",
-    "--sizes",
-    "0",
-    "--seeds",
-    SEEDS,
-    "--no-export",
-    "--no-progress",
-    "--max-parallel",
-    "2",
-]
+STUDY = smoke_study(SEEDS, "--max-parallel", "2")
 
 
 def server_runs(uri: str, experiment: str):
