@@ -45,7 +45,7 @@ def run_phase(
         # OS drops the lock when its holder dies (even by SIGKILL), so a RUNNING run found while holding
         # it is an interrupted one, safe to resume.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _run_phase_locked(phase, key, work, params, tags, body)
+        return _finished(phase, key, work) or _run_new(phase, key, work, params, tags, body)
 
 
 def _run_phase_ranks(
@@ -84,17 +84,6 @@ def _finished(phase: str, key: str, work: Path) -> PhaseOutput | None:
     log.info("%s: reusing finished run %s (stilts.key %s)", phase, done.info.run_id, key)
     metrics = json.loads((path / "phase_metrics.json").read_text())
     return PhaseOutput(key, path, done.info.run_id, True, metrics)
-
-
-def _run_phase_locked(
-    phase: str,
-    key: str,
-    work: Path,
-    params: dict[str, Any],
-    tags: dict[str, Any],
-    body: Callable[[Path, Path], dict[str, float]],
-) -> PhaseOutput:
-    return _finished(phase, key, work) or _run_new(phase, key, work, params, tags, body)
 
 
 def _run_new(
