@@ -25,6 +25,12 @@ def tok(world, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("STILTS_CACHE", str(tmp_path / "cache"))
+    # mlflow.set_experiment in a test leaves its id in mlflow's globals and in os.environ; the next test's
+    # store has no such experiment. Restored after every test.
+    import mlflow.tracking.fluent
+
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 
 
 # --- an exported ONNX model (tests/test_export.py, tests/test_serving.py) ---------------------------
