@@ -117,9 +117,17 @@ def _torch_export(model, path: Path, example: dict[str, torch.Tensor]) -> None:
 
 
 def _optimize(raw: Path, out: Path, num_heads: int, hidden_size: int) -> None:
+    """onnxruntime's BERT fusions (Attention with a mask index, BiasGelu) except SkipLayerNormalization: its
+    CPU kernel (onnxruntime 1.32) took ~1.3 ms a node on the tiny model at batch 32 (1 thread) where Add +
+    LayerNormalization take ~0.3 ms, and kept the fp32 graph behind torch eager (benchmarks/README.md)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    optimized = optimize_model(str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
+    optimized = optimize_model(
+        str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, optimization_options=options
+    )
     optimized.save_model_to_file(str(out))
 
 
