@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-GOALS = {"training": 1.3, "mlm_softmax": 1.5, "onnx_fp32": 1.5, "onnx_int8": 2.5, "serving": 3.0, "p99_over_p50": 2.0}
+GOALS = {
+    "training": 1.3,
+    "mlm_softmax": 1.5,
+    "onnx_fp32": 1.0,
+    "onnx_fp32_batch1": 2.0,
+    "onnx_int8": 2.5,
+    "serving": 3.0,
+    "server_over_engine": 0.8,
+    "p99_over_p50": 2.0,
+}
 
 
 def _met(ok: bool) -> str:
@@ -29,15 +38,22 @@ def _training(rows: list[dict]) -> list[str]:
     out = [
         "### Training: our loop vs Hugging Face Trainer (same model, data, hyperparameters)",
         "",
-        "| case | steps x batch | ours ex/s | Trainer ex/s | speed-up, median (goal >= 1.3x) | ours MFU | Trainer MFU |",
-        "|---|---|---|---|---|---|---|",
+        "| case | steps x batch | ours ex/s | Trainer ex/s | speed-up, median (goal >= 1.3x) | ours MFU | Trainer MFU "
+        "| Trainer torch_compile ex/s (second half) | ours vs compiled |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        c = r.get("trainer_compiled")
+        compiled = (
+            f"{c['examples_per_s']:.0f} ({c['second_half_examples_per_s']:.0f}) | {r['speedup_vs_trainer_compiled']:.2f}x"
+            if c
+            else "- | -"
+        )
         out.append(
             f"| {r['case']} | {r['steps']} x {r['batch_size']} | {r['ours']['examples_per_s']:.0f} | "
             f"{r['trainer']['examples_per_s']:.0f} | {r['speedup_vs_trainer']:.2f}x "
             f"({_met(r['speedup_vs_trainer'] >= GOALS['training'])}){_spread(r)} | {100 * r['ours']['mfu']:.1f}% | "
-            f"{100 * r['trainer']['mfu']:.1f}% |"
+            f"{100 * r['trainer']['mfu']:.1f}% | {compiled} |"
         )
     return out + [""]
 
@@ -46,16 +62,15 @@ def _inference(models: list[dict]) -> list[str]:
     out = [
         "### Inference: torch eager vs ONNX (sequence 128, ms per batch)",
         "",
-        "| model | batch | torch eager | ONNX fp32 | ONNX int8 | fp32 speed-up (goal >= 1.5x at 32) | "
-        "int8 speed-up (goal >= 2.5x at 32) |",
+        "| model | batch | torch eager | ONNX fp32 | ONNX int8 | fp32 speed-up (goal >= 1x, >= 2x at 1) | "
+        "int8 speed-up (goal >= 2.5x at 32 on xlmr-base-sized) |",
         "|---|---|---|---|---|---|---|",
     ]
     for m in models:
         for r in m["by_batch"]:
-            at32 = r["batch"] == 32
-            fp32 = f"{r['onnx_fp32_speedup']:.2f}x" + (
-                f" ({_met(r['onnx_fp32_speedup'] >= GOALS['onnx_fp32'])})" if at32 else ""
-            )
+            at32 = r["batch"] == 32 and m["model"].startswith("xlmr-base")
+            fp32_goal = GOALS["onnx_fp32_batch1"] if r["batch"] == 1 else GOALS["onnx_fp32"]
+            fp32 = f"{r['onnx_fp32_speedup']:.2f}x ({_met(r['onnx_fp32_speedup'] >= fp32_goal)})"
             int8 = f"{r['onnx_int8_speedup']:.2f}x" + (
                 f" ({_met(r['onnx_int8_speedup'] >= GOALS['onnx_int8'])})" if at32 else ""
             )
@@ -86,6 +101,15 @@ def _serving(s: dict) -> list[str]:
         f"`mlflow models serve` ran with its default {s['mlflow_workers']} worker(s).",
         "",
     ]
+    if "bare_engine" in s:  # results written before the engine baseline have none
+        e = s["bare_engine"]
+        out += [
+            f"Bare engine (the export's `NLIEngine.logits` in a loop, no HTTP) at the server's mean batch of "
+            f"{e['batch']} pairs: {e['pairs_per_s']:.0f} pairs/s; the server at concurrency 32 reaches "
+            f"{s['server_over_engine_at_c32']:.2f} of it "
+            f"(goal >= {GOALS['server_over_engine']}: {_met(s['server_over_engine_at_c32'] >= GOALS['server_over_engine'])}).",
+            "",
+        ]
     return out
 
 

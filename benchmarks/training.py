@@ -90,7 +90,11 @@ def _ours(case: TrainCase, model: MultiTaskModel, data: Encoded, dev: Encoded, t
     return seconds_to_last_step(cfg, model, {dev_key: data}, {dev_key: {"en": dev}}, tokenizer, work)
 
 
-def _trainer(case: TrainCase, model: torch.nn.Module, data: Encoded, tokenizer, work: Path) -> float:
+def _trainer(
+    case: TrainCase, model: torch.nn.Module, data: Encoded, tokenizer, work: Path, compile: bool = False
+) -> tuple[float, float]:
+    """Trainer's time from `train()` to its last optimizer step, and its time over the second half of the
+    steps (with `compile`, the first half carries inductor's compilation)."""
     from datasets import Dataset
     from transformers import (
         DataCollatorForLanguageModeling,
@@ -122,44 +126,51 @@ def _trainer(case: TrainCase, model: torch.nn.Module, data: Encoded, tokenizer, 
         disable_tqdm=True,
         use_cpu=True,
         seed=0,
+        torch_compile=compile,
     )
-    ended: list[float] = []
+    ended: dict[int, float] = {}
+    half = case.steps // 2
 
-    class LastStep(TrainerCallback):
+    class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == case.steps:
-                ended.append(time.perf_counter())
+            if state.global_step in (half, case.steps):
+                ended[state.global_step] = time.perf_counter()
 
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[LastStep()])
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=[StepClock()])
     start = time.perf_counter()
     trainer.train()
-    return ended[0] - start
+    return ended[case.steps] - start, ended[case.steps] - ended[half]
 
 
-def run_case(case: TrainCase, data: Encoded, dev: Encoded, tokenizer, repeats: int = 1) -> dict:
-    """Both loops on the same freshly initialised weights, `repeats` times in alternating order; median
-    throughput, FLOP/s and their ratio (MFU comes with `add_mfu`, once the peak is known)."""
+def _fresh_models(case: TrainCase, vocab: int) -> tuple[MultiTaskModel, torch.nn.Module]:
+    """Our multi-task model and the transformers model holding the same freshly initialised weights."""
     from transformers import XLMRobertaForMaskedLM
 
-    vocab = len(tokenizer)
     head = HeadSpec("nli", "classification", 3) if case.kind == "classification" else HeadSpec("mlm", "mlm")
+    torch.manual_seed(0)
+    ours_model = MultiTaskModel(encoder_config(case.model, vocab), [head])
+    hf_model = ours_model.to_sequence_classification() if case.kind == "classification" else ours_model.to_masked_lm()
+    if isinstance(hf_model, XLMRobertaForMaskedLM):
+        hf_model.tie_weights()
+    return ours_model, hf_model
+
+
+def run_case(case: TrainCase, data: Encoded, dev: Encoded, tokenizer, repeats: int = 1, compiled: bool = False) -> dict:
+    """Both loops on the same freshly initialised weights, `repeats` times in alternating order; median
+    throughput, FLOP/s and their ratio (MFU comes with `add_mfu`, once the peak is known). `compiled`: also
+    Trainer with `torch_compile=True` once, timed the same way and over its second half of steps."""
+    vocab = len(tokenizer)
     lengths = np.array(data.lengths())
     tokens = case.batch_size * float(lengths.mean())
     predicted = 0.15 * tokens if case.kind == "mlm" else 0.0
     flops = training_flops(case.model, vocab, tokens, float(lengths.mean()), predicted)
     seconds: dict[str, list[float]] = {"ours": [], "trainer": []}
     for repeat in range(repeats):
-        torch.manual_seed(0)
-        ours_model = MultiTaskModel(encoder_config(case.model, vocab), [head])
-        hf_model = (
-            ours_model.to_sequence_classification() if case.kind == "classification" else ours_model.to_masked_lm()
-        )
-        if isinstance(hf_model, XLMRobertaForMaskedLM):
-            hf_model.tie_weights()
+        ours_model, hf_model = _fresh_models(case, vocab)
         with tempfile.TemporaryDirectory() as tmp:
             runs = {
                 "ours": lambda: _ours(case, ours_model, data, dev, tokenizer, Path(tmp) / "ours"),
-                "trainer": lambda: _trainer(case, hf_model, data, tokenizer, Path(tmp) / "trainer"),
+                "trainer": lambda: _trainer(case, hf_model, data, tokenizer, Path(tmp) / "trainer")[0],
             }
             for name in ("ours", "trainer") if repeat % 2 == 0 else ("trainer", "ours"):
                 seconds[name].append(runs[name]())
@@ -181,6 +192,24 @@ def run_case(case: TrainCase, data: Encoded, dev: Encoded, tokenizer, repeats: i
             "gflops_per_s": round(case.steps * flops / median / 1e9, 2),
         }
     out["speedup_vs_trainer"] = round(out["trainer"]["seconds"] / out["ours"]["seconds"], 3)
+    if compiled:
+        _, hf_model = _fresh_models(case, vocab)
+        with tempfile.TemporaryDirectory() as tmp:
+            total, second_half = _trainer(case, hf_model, data, tokenizer, Path(tmp), compile=True)
+        half_steps = case.steps - case.steps // 2
+        out["trainer_compiled"] = {
+            "seconds": round(total, 3),
+            "examples_per_s": round(case.steps * case.batch_size / total, 1),
+            "second_half_examples_per_s": round(half_steps * case.batch_size / second_half, 1),
+        }
+        out["speedup_vs_trainer_compiled"] = round(total / out["ours"]["seconds"], 3)
+        log.info(
+            "training %s: Trainer torch_compile=True %.1f ex/s (%.1f ex/s over its second half), ours x%.2f",
+            case.name,
+            out["trainer_compiled"]["examples_per_s"],
+            out["trainer_compiled"]["second_half_examples_per_s"],
+            out["speedup_vs_trainer_compiled"],
+        )
     out["speedup_per_repeat"] = [round(t / o, 3) for o, t in zip(seconds["ours"], seconds["trainer"])]
     log.info(
         "training %s: ours %.1f ex/s, Trainer %.1f ex/s (x%.2f, repeats %s), %.1f GFLOP/s",
@@ -203,7 +232,9 @@ def add_mfu(rows: list[dict], peak_flops: float) -> list[dict]:
 
 
 def cases(quick: bool) -> list[TrainCase]:
-    tiny = ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256, max_length=128)
+    from stilts_mlflow.presets import get_preset
+
+    tiny = get_preset("tiny").model  # the shipped stilts-mini-xlmr's architecture
     return [
         TrainCase("tiny, XNLI target fine-tune", tiny, "classification", 64, 60 if quick else 300),
         TrainCase("tiny, MLM pretraining", tiny, "mlm", 64, 40 if quick else 200, 2e-3),
@@ -229,6 +260,12 @@ def run(ctx, quick: bool) -> list[dict]:
         if case.model.num_layers != XLMR_BASE.num_layers and case.model.hidden_size == XLMR_BASE.hidden_size:
             case = replace(case, name=f"{case.name} [{case.model.num_layers} of 12 layers]")
         results.append(
-            run_case(case, *((data, dev) if case.kind == "classification" else (mlm, mlm_dev)), ctx.tokenizer, repeats)
+            run_case(
+                case,
+                *((data, dev) if case.kind == "classification" else (mlm, mlm_dev)),
+                ctx.tokenizer,
+                repeats,
+                compiled=case.kind == "classification" and not quick,
+            )
         )
     return results
