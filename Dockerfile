@@ -5,6 +5,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS base
+# every stage carries it: scripts/container_build.sh removes this project's leftovers by it, nobody else's
+LABEL io.stilts-mlflow.project="stilts-mlflow"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN useradd --create-home --uid 10001 stilts

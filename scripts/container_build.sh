@@ -48,4 +48,7 @@ for target in serve train; do
   log "docker build --target $target"
   docker build -q --network none --build-arg BASE_IMAGE="$BASE" --target "$target" -t "stilts-$target" . >/dev/null
 done
+# A rebuild leaves the previous images and stages untagged (tens of GB over a few rebuilds); remove
+# this project's untagged images only, by the label every stage carries.
+docker image prune -f --filter "label=io.stilts-mlflow.project=stilts-mlflow" >/dev/null
 log "built stilts-serve and stilts-train"
