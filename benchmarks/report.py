@@ -68,11 +68,11 @@ def _inference(models: list[dict]) -> list[str]:
     ]
     for m in models:
         for r in m["by_batch"]:
-            at32 = r["batch"] == 32 and m["model"].startswith("xlmr-base")
+            int8_goal_here = r["batch"] == 32 and m["model"].startswith("xlmr-base")
             fp32_goal = GOALS["onnx_fp32_batch1"] if r["batch"] == 1 else GOALS["onnx_fp32"]
             fp32 = f"{r['onnx_fp32_speedup']:.2f}x ({_met(r['onnx_fp32_speedup'] >= fp32_goal)})"
             int8 = f"{r['onnx_int8_speedup']:.2f}x" + (
-                f" ({_met(r['onnx_int8_speedup'] >= GOALS['onnx_int8'])})" if at32 else ""
+                f" ({_met(r['onnx_int8_speedup'] >= GOALS['onnx_int8'])})" if int8_goal_here else ""
             )
             out.append(
                 f"| {m['model']} | {r['batch']} | {r['torch_eager_ms']:.1f} | {r['onnx_fp32_ms']:.1f} | "
