@@ -48,7 +48,13 @@ def test_effects_of_the_minimum_detectable_size_are_found_with_the_power_promise
     power_by_truth = calibration.power()
     for name in ("diminishing-parabola@mde", "diminishing-saturating@mde", "accelerating@mde"):
         assert 0.77 <= power_by_truth[name] <= 0.83, (name, power_by_truth[name])  # 80% +- 3 MC standard errors
-    assert power_by_truth["steady"] >= 0.8 and power_by_truth["declining"] >= 0.8
+    # The planted lines rise as far as the measured study did: each is found about as often as the slope's t test
+    # predicts (a little less: the closed test also has to find no curvature), whatever that power is.
+    d, studies = calibration.detectable, 2000
+    for truth in (t for t in calibration.truths if t.name in ("steady", "declining")):
+        expected = power.power_at(truth.slope(), d["se_slope"], d["df_line"])
+        mc = 3 * (expected * (1 - expected) / studies) ** 0.5
+        assert 0.85 * expected - mc <= power_by_truth[truth.name] <= expected + mc, (truth.name, expected)
 
 
 def test_the_calibration_catches_an_analysis_whose_intervals_are_too_narrow(reference):
@@ -114,8 +120,9 @@ def test_reference_noise_is_measured_from_the_shipped_rows(reference):
     seeds = np.array([np.mean(list(r["xnli_test"].values())) for r in data["seed_replicates"]])
     assert reference.seed_sd == pytest.approx(np.std(seeds, ddof=1)) and reference.seed_df == 2
     assert len(data["runs"]) == 32 and reference.residual_df == 14  # 32 subsets - 10 sizes - 8 task effects
-    assert reference.residual_sd == pytest.approx(0.0455, abs=5e-4)
-    assert 0 < reference.task_sd < reference.subset_sd
+    assert reference.residual_sd == pytest.approx(0.0349, abs=5e-4)
+    # the tasks' own spread, net of noise, is truncated at 0: in this study it does not exceed the noise
+    assert 0 <= reference.task_sd < reference.subset_sd
     assert np.mean(reference.language_cov) == pytest.approx(reference.residual_sd**2)  # the average's variance
     assert 1 < reference.effective_languages < 15
 
@@ -164,12 +171,12 @@ def test_the_report_states_power_and_calibration(tmp_path, reference):
     data = noise.load(None)
     runs = [dict(r, xnli_test_avg=float(np.mean(list(r["xnli_test"].values())))) for r in data["runs"]]
     result = analyse([Observation(tuple(r["subset"]), r["seed"], r["xnli_test_avg"]) for r in runs])
-    assert result.verdict == "steady"  # the 2026-12-06 default study, as the old rule called it too
+    assert result.verdict == "inconclusive"  # the 2026-12-07 default study: its slope is within the noise
     assert result.power["curvature"] == pytest.approx(power.detectable(result.quadratic["se"], 21))
     cal = simulate.for_study(StudyDesign(), runs, studies=200)
     report.write(result, {}, runs, tmp_path, "study", True, cal)
     md = (tmp_path / "report.md").read_text()
-    assert "**Verdict: steady** — no curvature found, which may be a lack of power" in md
+    assert "**Verdict: inconclusive** — only a lack of power, possibly: this design finds a slope of" in md
     assert "## What this design could detect" in md and "## Calibration" in md
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["power"]["slope"] > 0 and summary["calibration"]["studies_per_truth"] == 200
@@ -185,7 +192,7 @@ def test_plan_for_the_default_design_uses_the_measured_costs_and_noise(reference
     cost = costs.for_preset(PRESETS["tiny"])
     p = plan.make(StudyDesign(), PRESETS["tiny"], cost, reference, parallel=2)
     text = plan.render(p)
-    assert "total 32 pipelines" in text and "expected wall time: 27 min at 2 pipelines at a time" in text
+    assert "total 32 pipelines" in text and "expected wall time: 29 min at 2 pipelines at a time" in text
     assert f"slope ±{p.detectable.slope:.4f} per task" in text
     more = {(len(a.design.seeds), a.design.subsets_per_size): a for a in p.alternatives}
     assert more[(1, 4)].detectable.curvature < more[(3, 2)].detectable.curvature  # subsets beat seeds

@@ -33,7 +33,7 @@ import statsmodels.api as sm
 
 from stilts_mlflow.scaling.models import StudyModels, Units
 
-REFERENCE = "default_tiny_2026-12-06.json"
+REFERENCE = "default_tiny_2026-12-07.json"
 SEED_SHARED = 0.5
 
 
