@@ -50,7 +50,7 @@ def test_effects_of_the_minimum_detectable_size_are_found_with_the_power_promise
         assert 0.77 <= power_by_truth[name] <= 0.83, (name, power_by_truth[name])  # 80% +- 3 MC standard errors
     # The planted lines rise as far as the measured study did: each is found about as often as the slope's t test
     # predicts (a little less: the closed test also has to find no curvature), whatever that power is.
-    d, studies = calibration.detectable, 2000
+    d, studies = calibration.detectable, calibration.studies
     for truth in (t for t in calibration.truths if t.name in ("steady", "declining")):
         expected = power.power_at(truth.slope(), d["se_slope"], d["df_line"])
         mc = 3 * (expected * (1 - expected) / studies) ** 0.5
