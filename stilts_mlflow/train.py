@@ -25,10 +25,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from safetensors.torch import load_model, save_model
+from torch.utils.hooks import RemovableHandle
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from stilts_mlflow import checkpoint
+from stilts_mlflow import checkpoint, noise
 from stilts_mlflow.choices import BUDGETS
 from stilts_mlflow.early_stopping import EarlyStopping
 from stilts_mlflow.evaluate import evaluate_tasks
@@ -140,6 +141,7 @@ class _Loop:
     weights: dict[str, float]
     stopper: EarlyStopping
     state: dict[str, Any]
+    noise: RemovableHandle | None = None  # the embedding-noise hook (noise.py), removed when the phase ends
 
 
 def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded], work_dir: Path) -> _Loop:
@@ -175,6 +177,7 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
         "total": total,
     }
     stopper = EarlyStopping.from_config(tc)
+    noisy = noise.attach(raw.roberta.embeddings.word_embeddings, tc.embedding_noise)
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = checkpoint.load(last, raw, optimizer, scheduler, generator)
@@ -182,7 +185,7 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
         for t, s in state["streams"].items():
             streams[t].load(s)
         log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
-    return _Loop(accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state)
+    return _Loop(accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state, noisy)
 
 
 def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokenizer, step: int):
@@ -306,6 +309,8 @@ def train_phase(
         if done:
             break
     bar.close()
+    if loop.noise is not None:
+        loop.noise.remove()
     loop.accelerator.wait_for_everyone()
     if (work_dir / "best.safetensors").exists():
         load_model(loop.raw, str(work_dir / "best.safetensors"))
