@@ -5,7 +5,11 @@
 #   3. every wheel both images need downloaded into .docker-build/wheels/ (the build context);
 #   4. docker build --network none for the targets train and serve.
 # The serve image bakes in the export directory .docker-build/model (copy one there first).
+# `container_build.sh install` stops after step 1 and `container_build.sh prepare` after step 3 (no model needed):
+# the tests run those while other tests run, then the whole script, which skips what is already done.
 set -euo pipefail
+STAGE=${1:-all}
+case "$STAGE" in install | prepare | all) ;; *) echo "usage: $0 [install|prepare|all]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 BASE=${BASE_IMAGE:-stilts-base:bookworm}
@@ -18,6 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+[ "$STAGE" = install ] && exit 0
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   (dockerd >/tmp/stilts-dockerd.log 2>&1 &)
@@ -43,6 +48,7 @@ rm -f .docker-build/wheels/train/stilts_mlflow-*.whl
 pip_ wheel -q --no-deps -w .docker-build/wheels/train .
 pip_ download -q -d .docker-build/wheels/train --only-binary=:all: .docker-build/wheels/train/stilts_mlflow-*.whl
 pip_ download -q -d .docker-build/wheels/serve --only-binary=:all: -r serving/requirements.txt
+[ "$STAGE" = prepare ] && { log "prepared: base image and wheels"; exit 0; }
 
 for target in serve train; do
   log "docker build --target $target"

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
@@ -90,3 +93,14 @@ def exported(model_dir, dev, spot_examples, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "onnx"
     samples = {lang: [(a, b) for a, b, _ in rows[:8]] for lang, rows in dev.items()}
     return out, export.export_model(model_dir, out, samples, dev, examples=spot_examples)
+
+
+def pytest_collection_finish(session):
+    """Start the container images' slow set-up (debootstrap, wheels) now when their tests are to run: it
+    overlaps the tests before them instead of adding minutes to the session (tests/test_containers.py)."""
+    if session.config.option.collectonly or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    if any(Path(str(item.fspath)).name == "test_containers.py" for item in session.items):
+        from helpers import start_container_prepare
+
+        start_container_prepare()

@@ -120,3 +120,33 @@ def numbers(cwd: Path) -> dict:
 def smoke_study(seeds: str, *extra: str) -> list[str]:
     """`stilts scaling` on the smoke preset at k = 0, one pipeline per seed, quiet and without exports."""
     return ["scaling", "--preset", "smoke", "--sizes", "0", "--seeds", seeds, "--no-export", "--no-progress", *extra]
+
+
+# --- the container tests' slow set-up, started early ---------------------------------------------------------
+CONTAINER_BUILD = Path(__file__).resolve().parents[1] / "scripts" / "container_build.sh"
+PREPARE_LOG = Path("/tmp/stilts-container-prepare.log")
+_prepare: subprocess.Popen | None = None
+
+
+def start_container_prepare() -> None:
+    """What the image builds need before any model exists, while other tests run: Debian's docker.io and
+    debootstrap now (in the foreground, so apt never races the browser test's install for dpkg's lock), then
+    dockerd, the debootstrap base image and the wheels in the background. A failure here is left for the
+    container tests to report: `images` runs the whole build script, which redoes what is missing."""
+    global _prepare
+    if _prepare is not None:
+        return
+    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable)}
+    install = subprocess.run(["bash", str(CONTAINER_BUILD), "install"], env=env, capture_output=True, timeout=900)
+    if install.returncode != 0:
+        return
+    with PREPARE_LOG.open("w") as log:
+        _prepare = subprocess.Popen(
+            ["bash", str(CONTAINER_BUILD), "prepare"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def wait_container_prepare(timeout: float = 2400) -> None:
+    """Wait for `start_container_prepare`'s background part, if one was started."""
+    if _prepare is not None and _prepare.wait(timeout) != 0:
+        print(f"container_build.sh prepare failed; its log:\n{PREPARE_LOG.read_text()[-2000:]}")

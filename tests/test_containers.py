@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import free_port, wait_container_prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="docker needs root here")]
@@ -29,6 +29,7 @@ def images(exported):
     model = ROOT / ".docker-build" / "model"
     shutil.rmtree(model, ignore_errors=True)
     shutil.copytree(exported[0], model)
+    wait_container_prepare()  # the base image and wheels, started at collection (conftest.py)
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "container_build.sh")],
         check=True,
