@@ -95,12 +95,6 @@ def exported(model_dir, dev, spot_examples, tmp_path_factory):
     return out, export.export_model(model_dir, out, samples, dev, examples=spot_examples)
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """The container tests last (a stable sort keeps the rest in order): their images' set-up, started in the
-    background below, then overlaps every other test."""
-    items.sort(key=lambda item: Path(str(item.fspath)).name == "test_containers.py")
-
-
 def pytest_collection_finish(session):
     """Start the container images' slow set-up (debootstrap, wheels) now when their tests are to run: it
     overlaps the tests before them instead of adding minutes to the session (tests/test_containers.py)."""
