@@ -17,7 +17,8 @@ from torch.utils.hooks import RemovableHandle
 
 
 def attach(embeddings: nn.Embedding, scale: float) -> RemovableHandle | None:
-    """Add N(0, (scale * std(weights))^2) to the looked-up vectors in training mode; None when scale is 0."""
+    """Add N(0, (scale * std(weights))^2) to the looked-up vectors in training mode, the std taken once, when
+    the phase starts; None when scale is 0."""
     if scale <= 0:
         return None
     sigma = scale * float(embeddings.weight.detach().float().std())

@@ -235,7 +235,8 @@ _TINY = Preset(
     # three labels). Early stopping only counts once English dev has passed 0.7 (`stop_above`: past both
     # plateaus), an evaluation is progress only above `min_delta`, and a run still below 0.7 at the end of its
     # schedule restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most. Noise on the word embeddings
-    # (half their standard deviation) keeps the classifier off English-only detail: k = 0 transfer r 0.36 -> 0.50.
+    # (half their standard deviation) keeps the classifier off detail that only the English words have, which
+    # other languages' aligned words lack (docs/miniature.md, "Where the transfer was lost").
     target=TrainConfig(
         learning_rate=1e-3,
         batch_size=64,
