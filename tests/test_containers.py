@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, wait_container_prepare
+from helpers import CONTAINER_BUILD, free_port, wait_container_prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="docker needs root here")]
@@ -31,7 +31,7 @@ def images(exported):
     shutil.copytree(exported[0], model)
     wait_container_prepare()  # the base image and wheels, started at collection (conftest.py)
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "container_build.sh")],
+        ["bash", str(CONTAINER_BUILD)],
         check=True,
         timeout=2400,
         env={**os.environ, "PYTHON": os.environ.get("PYTHON", __import__("sys").executable)},

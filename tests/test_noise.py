@@ -21,7 +21,7 @@ def test_noise_has_the_asked_size_in_training_and_none_in_evaluation():
     emb.train()
     diff = emb(ids).detach() - clean
     assert diff.std().item() == pytest.approx(0.5 * emb.weight.std().item(), rel=0.05)
-    assert abs(diff.mean().item()) < 0.01 * emb.weight.std().item() * 10
+    assert abs(diff.mean().item()) < 0.1 * emb.weight.std().item()
     assert not torch.equal(emb(ids), emb(ids))  # fresh noise every step
     emb.eval()
     assert torch.equal(emb(ids), clean)
