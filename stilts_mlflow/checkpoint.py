@@ -30,13 +30,22 @@ def _python_rng() -> list:
 
 
 def save(
-    path: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator, state: dict[str, Any]
+    path: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    state: dict[str, Any],
+    extra: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
+    """`extra`: further modules whose weights belong to the run (a weight average), each `<name>.safetensors`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         save_model(model, str(tmp / "model.safetensors"))
+        for name, module in (extra or {}).items():
+            save_model(module, str(tmp / f"{name}.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(
@@ -67,8 +76,21 @@ def find(path: Path) -> Path | None:
     return None
 
 
-def load(path: Path, model: torch.nn.Module, optimizer, scheduler, generator: torch.Generator) -> dict[str, Any]:
+def load(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    generator: torch.Generator,
+    extra: dict[str, torch.nn.Module] | None = None,
+) -> dict[str, Any]:
     load_model(model, str(path / "model.safetensors"))
+    for name, module in (extra or {}).items():
+        if not (path / f"{name}.safetensors").exists():
+            raise ValueError(
+                f"checkpoint {path} has no {name}.safetensors, which this run keeps; it was written by a run with another config"
+            )
+        load_model(module, str(path / f"{name}.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
     rng = torch.load(path / "rng.pt", weights_only=True)

@@ -29,7 +29,7 @@ from torch.utils.hooks import RemovableHandle
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from stilts_mlflow import checkpoint, noise
+from stilts_mlflow import averaging, checkpoint, noise
 from stilts_mlflow.choices import BUDGETS
 from stilts_mlflow.early_stopping import EarlyStopping
 from stilts_mlflow.evaluate import evaluate_tasks
@@ -142,6 +142,14 @@ class _Loop:
     stopper: EarlyStopping
     state: dict[str, Any]
     noise: RemovableHandle | None = None  # the embedding-noise hook (noise.py), removed when the phase ends
+    average: torch.nn.Module | None = None  # the weight average (averaging.py), evaluated and kept instead of `raw`
+
+    def kept(self) -> torch.nn.Module:
+        """The weights that dev evaluation scores and the phase keeps."""
+        return self.average.module if self.average is not None else self.raw
+
+    def extra(self) -> dict[str, torch.nn.Module]:
+        return {"average": self.average} if self.average is not None else {}
 
 
 def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded], work_dir: Path) -> _Loop:
@@ -177,15 +185,19 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
         "total": total,
     }
     stopper = EarlyStopping.from_config(tc)
+    average = averaging.make(raw, tc.weight_average)  # before the noise hook, which it would copy
     noisy = noise.attach(raw.roberta.embeddings.word_embeddings, tc.embedding_noise)
+    loop = _Loop(
+        accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state, noisy, average
+    )
     last = checkpoint.find(work_dir / "last")
     if last is not None:
-        state = checkpoint.load(last, raw, optimizer, scheduler, generator)
+        state = loop.state = checkpoint.load(last, raw, optimizer, scheduler, generator, loop.extra())
         stopper.load_state_dict(state)
         for t, s in state["streams"].items():
             streams[t].load(s)
         log.info("%s: resuming from step %d (%s)", cfg.phase, state["step"], last)
-    return _Loop(accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state, noisy)
+    return loop
 
 
 def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokenizer, step: int):
@@ -215,6 +227,8 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
     loop.optimizer.step()
     loop.scheduler.step()
     loop.optimizer.zero_grad(set_to_none=True)
+    if loop.average is not None:
+        loop.average.update_parameters(loop.raw)
     return task, loss
 
 
@@ -229,7 +243,7 @@ def _evaluate(
 ) -> None:
     """Dev metrics and the selection score; a new best's weights saved to `work_dir/best.safetensors`."""
     metrics = evaluate_tasks(
-        loop.raw,
+        loop.kept(),
         dev_sets,
         tokenizer.pad_token_id,
         tokenizer.mask_token_id,
@@ -244,7 +258,7 @@ def _evaluate(
     if loop.stopper.update(score, step):
         loop.state["best_metrics"] = metrics
         if main:
-            _save_weights(loop.raw, work_dir / "best.safetensors")
+            _save_weights(loop.kept(), work_dir / "best.safetensors")
     if on_metrics and main:
         on_metrics({**metrics, "select_score": score}, step)
     log.info(
@@ -258,7 +272,9 @@ def _evaluate(
 def _checkpoint(loop: _Loop, work_dir: Path, step: int, on_checkpoint) -> None:
     loop.state["streams"] = {t: s.state() for t, s in loop.streams.items()}
     loop.state.update(loop.stopper.state_dict())
-    path = checkpoint.save(work_dir / "last", loop.raw, loop.optimizer, loop.scheduler, loop.generator, loop.state)
+    path = checkpoint.save(
+        work_dir / "last", loop.raw, loop.optimizer, loop.scheduler, loop.generator, loop.state, loop.extra()
+    )
     if on_checkpoint:
         on_checkpoint(path, step, loop.state["history"][-1] if loop.state["history"] else {})
 
