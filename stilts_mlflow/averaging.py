@@ -14,8 +14,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 def make(model: nn.Module, decay: float) -> AveragedModel | None:
-    """An EMA of `model`'s parameters and buffers with this decay per optimizer step; None when decay is 0.
-    Make it before any training-only hook is attached: the copy would carry the hook along."""
+    """An EMA of `model`'s parameters with this decay per optimizer step; None when decay is 0. Buffers are
+    copied, not averaged: the encoder's are integer position and token-type ids. Make it before any
+    training-only hook is attached: the copy would carry the hook along."""
     if decay <= 0:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
