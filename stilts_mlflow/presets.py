@@ -324,6 +324,11 @@ _XLMR_BASE = Preset(
     resources=Resources(cpus=4, gpus=1, memory_gb=16),
 )
 
+# smoke's intermediate and target phases: a dozen steps, frozen word embeddings as in tiny
+_SMOKE_FINE_TUNE: dict[str, Any] = dict(
+    batch_size=8, steps=12, eval_every=6, checkpoint_every=6, freeze_embeddings=True
+)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -345,24 +350,9 @@ PRESETS: dict[str, Preset] = {
             pretrain=TrainConfig(
                 learning_rate=1e-3, batch_size=16, steps=30, eval_every=15, checkpoint_every=10, mlm_softmax="language"
             ),
-            intermediate=TrainConfig(
-                batch_size=8,
-                steps=12,
-                eval_every=6,
-                checkpoint_every=6,
-                freeze_embeddings=True,
-                mlm_share=0.2,
-                mlm_softmax="language",
-            ),
-            target=TrainConfig(
-                batch_size=8,
-                steps=12,
-                eval_every=6,
-                checkpoint_every=6,
-                freeze_embeddings=True,
-                embedding_noise=0.65,
-                weight_average=0.5,  # a 2-step horizon over its 12 steps
-            ),
+            intermediate=TrainConfig(**_SMOKE_FINE_TUNE, mlm_share=0.2, mlm_softmax="language"),
+            # a weight average over a 2-step horizon: tiny's 200-step one would outlast its 12 steps
+            target=TrainConfig(**_SMOKE_FINE_TUNE, embedding_noise=0.65, weight_average=0.5),
         ),
         _TINY,
         _XLMR_BASE,
