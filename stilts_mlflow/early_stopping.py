@@ -2,7 +2,9 @@
 
 A run stops after `patience` evaluations without a gain of more than `min_delta` over the best score, but
 never before `min_steps` and never while the best score is below `stop_above` (a run still at chance is on
-its plateau, not finished). `patience` 0 never stops. The state is three numbers, kept in checkpoints.
+its plateau, not finished). `patience` 0 never stops. A run still below `stop_above` at step `give_up_at`
+(> 0) gives up: it has not left its plateau, and another seed is the better bet. The state is three numbers,
+kept in checkpoints.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ class EarlyStopping:
     min_steps: int = 0
     min_delta: float = 0.0
     stop_above: float = -math.inf
+    give_up_at: int = 0
     best_score: float | None = None
     best_step: int = 0
     bad_evals: int = 0
 
     @classmethod
     def from_config(cls, tc: Any) -> EarlyStopping:
-        """The rule of a TrainConfig (patience, min_steps, min_delta, stop_above)."""
-        return cls(tc.patience, tc.min_steps, tc.min_delta, tc.stop_above)
+        """The rule of a TrainConfig (patience, min_steps, min_delta, stop_above, restart_at)."""
+        return cls(tc.patience, tc.min_steps, tc.min_delta, tc.stop_above, tc.restart_at)
 
     def update(self, score: float, step: int) -> bool:
         """Record an evaluation; True when it is a new best (its weights are the ones to keep). A new best
@@ -45,6 +48,13 @@ class EarlyStopping:
             and self.best_score is not None
             and self.best_score >= self.stop_above
             and self.bad_evals >= self.patience
+        )
+
+    def gives_up(self, step: int) -> bool:
+        return (
+            self.give_up_at > 0
+            and step >= self.give_up_at
+            and (self.best_score is None or self.best_score < self.stop_above)
         )
 
     def state_dict(self) -> dict[str, Any]:

@@ -117,8 +117,10 @@ def run_target(opts: Options, ctx: Context, init: str | None, init_key: str) -> 
         best: PhaseResult | None = None
         for attempt in range(tc.restarts + 1):
             model = build_model(init, [head_for("xnli", ctx)], ctx, restart_seed(opts.seed, attempt))
+            # an attempt may give up early (`restart_at`) only while another one follows it
+            attempt_tc = tc if attempt < tc.restarts else replace(tc, restart_at=0)
             result = train_tracked(
-                "target", opts, tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt), attempt
+                "target", opts, attempt_tc, ctx, model, train, dev, work, restart_seed(opts.seed, attempt), attempt
             )
             if dev is not dev_all:  # the model holds the attempt's best weights
                 result = replace(

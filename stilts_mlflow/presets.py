@@ -118,6 +118,10 @@ class TrainConfig:
     # keep the best attempt by dev score: the random restarts of Devlin et al. 2019 (BERT, Sec. 4.1: fine-tuning
     # "was sometimes unstable ... so we ran several random restarts and selected the best model on the Dev set").
     restarts: int = 0
+    # Target only, with `restarts`: an attempt whose best dev score is still below `stop_above` at this step ends
+    # there and the next attempt starts; the last attempt runs its whole schedule. A run that has not left its
+    # plateau by then rarely does, and one that leaves it late ends undertrained. 0: off.
+    restart_at: int = 0
     # Gaussian noise added to the word embeddings in every training step (never at evaluation), its standard
     # deviation this multiple of the embedding matrix's: the classifier cannot key on the fine detail of English
     # word vectors, only on what other languages' aligned words share with them (noisy-embedding fine-tuning:
@@ -131,6 +135,8 @@ class TrainConfig:
     def __post_init__(self):
         if not 0 <= self.weight_average < 1:
             raise ValueError(f"weight_average must be in [0, 1); got {self.weight_average}")
+        if self.restart_at < 0:
+            raise ValueError(f"restart_at must be >= 0; got {self.restart_at}")
         if self.embedding_noise < 0:
             raise ValueError(f"embedding_noise must be >= 0; got {self.embedding_noise}")
         if self.min_delta < 0:
@@ -257,6 +263,7 @@ _TINY = Preset(
         stop_above=0.7,
         freeze_embeddings=True,
         restarts=2,
+        restart_at=2000,
         embedding_noise=0.65,
         weight_average=0.995,
     ),

@@ -320,6 +320,15 @@ def train_phase(
             if loop.stopper.should_stop(step):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done, state["total"] = True, step
+            elif loop.stopper.gives_up(step):
+                log.info(
+                    "%s: best dev score %.4f is still below %s at step %d, giving up this attempt",
+                    cfg.phase,
+                    loop.stopper.best_score,
+                    tc.stop_above,
+                    step,
+                )
+                done, state["total"] = True, step
         if (step % tc.checkpoint_every == 0 or done) and main:
             _checkpoint(loop, work_dir, step, on_checkpoint)
         if done:

@@ -55,10 +55,24 @@ def test_from_config_reads_the_train_config():
 
     tc = get_preset("tiny").target
     stopper = EarlyStopping.from_config(tc)
-    assert (stopper.patience, stopper.min_steps, stopper.min_delta, stopper.stop_above) == (
+    assert (stopper.patience, stopper.min_steps, stopper.min_delta, stopper.stop_above, stopper.give_up_at) == (
         tc.patience,
         tc.min_steps,
         tc.min_delta,
         tc.stop_above,
+        tc.restart_at,
     )
     assert EarlyStopping().stop_above == -math.inf
+
+
+def test_gives_up_only_while_the_best_is_below_stop_above_at_give_up_at():
+    stopper = EarlyStopping(patience=1, stop_above=0.7, give_up_at=300)
+    _feed(stopper, [0.33, 0.66])
+    assert not stopper.gives_up(200)  # not yet: the run may still leave its plateau
+    stopper.update(0.67, 300)
+    assert stopper.gives_up(300) and stopper.gives_up(400)
+    late = EarlyStopping(patience=1, stop_above=0.7, give_up_at=300)
+    _feed(late, [0.33, 0.75, 0.5])  # past stop_above once: it trains on, whatever it scores after
+    assert not late.gives_up(300)
+    assert not EarlyStopping(stop_above=0.7).gives_up(10**6)  # give_up_at 0: never
+    assert EarlyStopping(stop_above=0.7, give_up_at=100).gives_up(100)  # no evaluation yet counts as below

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import RESTARTING, by_phase, outputs, runs, stilts
+from helpers import GIVING_UP, RESTARTING, by_phase, outputs, runs, stilts
 
 PIPELINE = ["pipeline", "--preset", "smoke", "--tasks", "mnli,squad,ccg", "--no-progress"]
 
@@ -159,6 +159,20 @@ def test_target_restarts_keep_the_best_attempt_and_resume_after_sigkill(tmp_path
     assert resumed.stdout == first.stdout
     (again,) = by_phase(runs(broken), "target")
     assert again.data.metrics["attempts"] == 2 and again.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_an_attempt_still_on_its_plateau_at_restart_at_gives_up_and_the_last_attempt_runs_on(tmp_path):
+    result = stilts(["pipeline", "--preset", "smoke", "--no-progress"], tmp_path, tmp_path / "cache", prelude=GIVING_UP)
+    assert "giving up this attempt" in result.stderr and "restart 1 of 1 with seed 1000" in result.stderr
+    (target,) = by_phase(runs(tmp_path), "target")
+    assert target.data.metrics["attempts"] == 2
+    client = mlflow.MlflowClient()
+    steps = {
+        prefix: sorted(x.step for x in client.get_metric_history(target.info.run_id, f"{prefix}dev/xnli/accuracy_en"))
+        for prefix in ("", "restart1/")
+    }
+    assert steps == {"": [6], "restart1/": [6, 12]}
 
 
 @pytest.mark.slow
