@@ -101,6 +101,11 @@ def _serving(s: dict) -> list[str]:
         f"`mlflow models serve` ran with its default {s['mlflow_workers']} worker(s).",
         "",
     ]
+    if "over_h11_at_c32" in s:  # results written before the parser comparison have none
+        out += [
+            f"serving/ parses HTTP with {s['parser']}: {s['over_h11_at_c32']:.2f}x its throughput with h11 at concurrency 32.",
+            "",
+        ]
     if "bare_engine" in s:  # results written before the engine baseline have none
         e = s["bare_engine"]
         out += [

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks import loadgen, wrk
+from serving.timeouts import resolve_parser
 
 log = logging.getLogger(__name__)
 CONCURRENCY = (1, 8, 32)
@@ -125,10 +126,12 @@ def run(export_dir: Path, quick: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         pyfunc = save_onnx_pyfunc(export_dir, tmp / "pyfunc", example)
-        port = free_port()
-        ours = [sys.executable, "-m", "serving", "--model-uri", str(export_dir), "--port", str(port)]
-        with server(ours, f"http://127.0.0.1:{port}/readyz", tmp / "ours.log") as proc:
-            rows += _drive("serving/", f"http://127.0.0.1:{port}/v1/nli", "nli", quick, proc.pid, wrk_path)
+        # serving/ with its default parser (httptools when installed), then with h11 (pure Python), side by side
+        for name, parser in (("serving/", "auto"), ("serving/ (h11)", "h11")):
+            port = free_port()
+            ours = [sys.executable, "-m", "serving", "--model-uri", str(export_dir), "--port", str(port)]
+            with server(ours + ["--http", parser], f"http://127.0.0.1:{port}/readyz", tmp / f"ours-{parser}.log") as p:
+                rows += _drive(name, f"http://127.0.0.1:{port}/v1/nli", "nli", quick, p.pid, wrk_path)
         port = free_port()
         theirs = [
             sys.executable,
@@ -158,6 +161,8 @@ def run(export_dir: Path, quick: bool) -> dict:
         "server_over_engine_at_c32": round(ours_top["throughput_rps"] / engine["pairs_per_s"], 2),
         "rows": rows,
         "throughput_ratio_at_c32": round(ours_top["throughput_rps"] / theirs_top["throughput_rps"], 2),
+        "parser": resolve_parser("auto"),
+        "over_h11_at_c32": round(ours_top["throughput_rps"] / by[("serving/ (h11)", top)]["throughput_rps"], 2),
         "p99_over_p50_at_c32": round(ours_top["p99_ms"] / ours_top["p50_ms"], 2),
         "mlflow_workers": int(workers.group(1)) if workers else None,
     }

@@ -65,6 +65,14 @@ from serving.schemas import Limits
     show_default=True,
     help="Seconds an idle keep-alive connection stays open.",
 )
+@click.option(
+    "--http",
+    "parser",
+    type=click.Choice(["auto", "httptools", "h11"]),
+    default="auto",
+    show_default=True,
+    help="HTTP/1.1 parser: httptools (C) when installed, else h11 (pure Python).",
+)
 def main(
     model_uri,
     host,
@@ -78,6 +86,7 @@ def main(
     header_timeout,
     body_timeout,
     keep_alive_timeout,
+    parser,
 ):
     """Serve multilingual NLI over HTTP (FastAPI + onnxruntime)."""
     import uvicorn
@@ -100,7 +109,7 @@ def main(
         host=host,
         port=port,
         log_level="warning",
-        http=with_header_timeout(header_timeout),
+        http=with_header_timeout(header_timeout, parser),
         timeout_keep_alive=keep_alive_timeout,
     )
 

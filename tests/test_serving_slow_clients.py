@@ -39,11 +39,14 @@ def _closed_after(s: socket.socket, limit: float) -> tuple[float, bytes]:
 
 
 @pytest.mark.slow
-def test_slow_connections_are_closed_while_others_are_served(exported):
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_slow_connections_are_closed_while_others_are_served(exported, parser):
     proc, url = serve(
         [
             "--model-uri",
             str(exported[0]),
+            "--http",
+            parser,
             "--header-timeout",
             str(TIMEOUT),
             "--body-timeout",
