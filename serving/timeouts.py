@@ -25,6 +25,14 @@ class _HeadDeadline:
     header_timeout: float = 10.0
     _head_timer: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
     def _arm(self) -> None:
         self._disarm()
         self._head_timer = self.loop.call_later(self.header_timeout, self._expired)
@@ -41,14 +49,6 @@ class _HeadDeadline:
 
 
 class HeadTimeoutH11Protocol(_HeadDeadline, H11Protocol):
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
     def handle_events(self) -> None:
         cycle = self.cycle
         super().handle_events()
@@ -64,14 +64,6 @@ def _httptools_protocol() -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class HeadTimeoutHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
