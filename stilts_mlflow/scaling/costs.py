@@ -2,7 +2,7 @@
 
 - **Measured** (CPU presets): the median duration of this preset's finished `intermediate`, `target` and
   `evaluate` runs in the tracking store (`MLFLOW_TRACKING_URI`, else `./mlflow.db` where it exists), or else
-  those of the shipped reference study (reference/*.json, a 2-core AMD EPYC), with the measured study
+  those of the shipped reference study (reference/*.json, and the host it names), with the measured study
   overhead per pipeline (registration, ONNX export) on top.
 - **Modelled** (GPU presets): tokens to process = examples x epochs x tokens per example, at the preset's
   `Throughput` (presets.py) plus a fixed cost per micro-batch; dev evaluations every `eval_every` steps and the
