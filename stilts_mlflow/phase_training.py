@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from stilts_mlflow import checkpoint_store, tracking
 from stilts_mlflow.context import Context
 from stilts_mlflow.features import Encoded
 from stilts_mlflow.model import MultiTaskModel
+from stilts_mlflow.neighbours import neighbour_table
 from stilts_mlflow.options import Options
 from stilts_mlflow.train import PhaseConfig, PhaseResult, train_phase
+
+log = logging.getLogger(__name__)
 
 
 def train_tracked(
@@ -37,6 +43,18 @@ def train_tracked(
         select=opts.select,
         mixed_precision=opts.mixed_precision,
     )
+    neighbours = None
+    if tc.neighbour_swap > 0:  # from the starting weights, before a resumed checkpoint replaces them
+        neighbours = neighbour_table(
+            model.roberta.embeddings.word_embeddings.weight, ctx.mlm_vocab, ctx.tokenizer.mask_token_id
+        )
+        moved = (neighbours != torch.arange(neighbours.shape[1])).sum(dim=1).float()
+        log.info(
+            "%s: neighbour swaps at %.0f%% of word types; %.0f English tokens have a mutual neighbour per language",
+            phase,
+            100 * tc.neighbour_swap,
+            moved.mean().item(),
+        )
     prefix, label = (f"restart{attempt}/", f"{phase}-restart{attempt}") if attempt else ("", phase)
     result = train_phase(
         cfg,
@@ -50,6 +68,7 @@ def train_tracked(
         ),
         on_checkpoint=checkpoint_store.CheckpointLogger(label),
         progress=opts.progress,
+        neighbours=neighbours,
     )
     if attempt:
         tracking.log_metrics({f"{prefix}best_step": result.best_step, f"{prefix}best_score": result.best_score})

@@ -131,8 +131,14 @@ class TrainConfig:
     # dev evaluation scores and the phase keeps (averaging.py; Schmidt et al. 2023: steadier, better zero-shot
     # transfer). 0: off, the raw weights.
     weight_average: float = 0.0
+    # Target only: share of each English pair's tokens swapped for their nearest cross-lingual neighbour in the
+    # encoder's own embedding space, one other language per pair (neighbours.py; needs the MLM corpus, which
+    # says which tokens each language uses). 0: off, English only.
+    neighbour_swap: float = 0.0
 
     def __post_init__(self):
+        if not 0 <= self.neighbour_swap <= 1:
+            raise ValueError(f"neighbour_swap must be in [0, 1]; got {self.neighbour_swap}")
         if not 0 <= self.weight_average < 1:
             raise ValueError(f"weight_average must be in [0, 1); got {self.weight_average}")
         if self.restart_at < 0:
@@ -249,7 +255,10 @@ _TINY = Preset(
     # schedule restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most. Noise on the word embeddings
     # (0.65 of their standard deviation) keeps the classifier off detail that only the English words have, which
     # other languages' aligned words lack (docs/miniature.md, "Where the transfer was lost"); a moving average of
-    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds.
+    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. In 30% of
+    # each pair's word types an English token becomes its mutual nearest neighbour among one other language's
+    # tokens in the encoder's own embedding space (neighbours.py): the classifier learns to read other languages'
+    # vectors in English frames, with no dictionary, parallel text or foreign labels.
     target=TrainConfig(
         learning_rate=1e-3,
         batch_size=64,
@@ -266,6 +275,7 @@ _TINY = Preset(
         restart_at=2000,
         embedding_noise=0.65,
         weight_average=0.995,
+        neighbour_swap=0.3,
     ),
 )
 

@@ -35,6 +35,7 @@ from stilts_mlflow.early_stopping import EarlyStopping
 from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
 from stilts_mlflow.model import MultiTaskModel
+from stilts_mlflow.neighbours import swap
 from stilts_mlflow.presets import TrainConfig
 from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
 
@@ -143,6 +144,7 @@ class _Loop:
     state: dict[str, Any]
     noise: RemovableHandle | None = None  # the embedding-noise hook (noise.py), removed when the phase ends
     average: torch.nn.Module | None = None  # the weight average (averaging.py), evaluated and kept instead of `raw`
+    neighbours: torch.Tensor | None = None  # cross-lingual neighbour table for token swaps (neighbours.py)
 
     def kept(self) -> torch.nn.Module:
         """The weights that dev evaluation scores and the phase keeps."""
@@ -152,7 +154,13 @@ class _Loop:
         return {"average": self.average} if self.average is not None else {}
 
 
-def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Encoded], work_dir: Path) -> _Loop:
+def _prepare(
+    cfg: PhaseConfig,
+    model: MultiTaskModel,
+    train_sets: dict[str, Encoded],
+    work_dir: Path,
+    neighbours: torch.Tensor | None = None,
+) -> _Loop:
     """Devices, optimizer and schedule, task streams; resumed from `work_dir/last` when a checkpoint is there."""
     tc = cfg.train
     # One shared encoder, a head per task, one task per batch: the other heads get no gradient in a step,
@@ -190,6 +198,10 @@ def _prepare(cfg: PhaseConfig, model: MultiTaskModel, train_sets: dict[str, Enco
     loop = _Loop(
         accelerator, prepared, raw, optimizer, scheduler, generator, streams, weights, stopper, state, noisy, average
     )
+    if tc.neighbour_swap > 0:
+        if neighbours is None:
+            raise ValueError(f"{cfg.phase}: neighbour_swap {tc.neighbour_swap} needs a neighbour table")
+        loop.neighbours = neighbours
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = loop.state = checkpoint.load(last, raw, optimizer, scheduler, generator, loop.extra())
@@ -218,6 +230,8 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
             mlm_probability=tc.mlm_probability,
             generator=loop.generator,
         )
+        if loop.neighbours is not None and enc.task.kind == "classification":
+            batch["input_ids"] = swap(batch["input_ids"], loop.neighbours, tc.neighbour_swap, loop.generator)
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         sync = micro == tc.grad_accum - 1
         with contextlib.nullcontext() if sync else acc.no_sync(loop.model), acc.autocast():
@@ -289,10 +303,12 @@ def train_phase(
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
     on_checkpoint: Callable[[Path, int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    neighbours: torch.Tensor | None = None,
 ) -> PhaseResult:
-    """Train `model` in place on `train_sets`; at the end it holds the best dev weights."""
+    """Train `model` in place on `train_sets`; at the end it holds the best dev weights. `neighbours`: the
+    table for `neighbour_swap` (neighbours.py), built from the phase's starting weights."""
     tc, work_dir = cfg.train, Path(work_dir)
-    loop = _prepare(cfg, model, train_sets, work_dir)
+    loop = _prepare(cfg, model, train_sets, work_dir, neighbours)
     state, main = loop.state, loop.accelerator.is_main_process
     bar = tqdm(
         total=state["total"], initial=state["step"], desc=cfg.phase, disable=not progress or not main, mininterval=2

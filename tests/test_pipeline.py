@@ -301,3 +301,16 @@ def test_mlflow_run_scaling_entry_point_with_its_defaults(tmp_path):
     assert study.data.params["max_parallel"] == "auto" and int(study.data.params["parallel"]) >= 1
     children = by_phase(all_runs, "pipeline")
     assert len(children) == 2 and {c.data.tags["mlflow.parentRunId"] for c in children} == {study.info.run_id}
+
+
+def test_a_pipeline_with_neighbour_swaps_builds_its_table_from_the_mlm_corpus(tmp_path):
+    """The target phase reads each language's tokens off the MLM corpus and the encoder's embeddings, and
+    reports how many English tokens found a mutual neighbour."""
+    prelude = """import dataclasses, stilts_mlflow.presets as p
+s = p.PRESETS["smoke"]
+p.PRESETS["smoke"] = dataclasses.replace(s, target=dataclasses.replace(s.target, neighbour_swap=0.3))"""
+    result = stilts(["pipeline", "--preset", "smoke", "--no-progress"], tmp_path, tmp_path / "cache", prelude=prelude)
+    line = next(x for x in result.stderr.splitlines() if "neighbour swaps at 30% of word types" in x)
+    assert float(line.split("; ")[1].split()[0]) > 0, line
+    (target,) = by_phase(runs(tmp_path), "target")
+    assert target.data.params["train.neighbour_swap"] == "0.3" and target.data.metrics["steps"] == 12
