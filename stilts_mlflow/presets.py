@@ -255,10 +255,9 @@ _TINY = Preset(
     # schedule restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most. Noise on the word embeddings
     # (0.65 of their standard deviation) keeps the classifier off detail that only the English words have, which
     # other languages' aligned words lack (docs/miniature.md, "Where the transfer was lost"); a moving average of
-    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. In 30% of
-    # each pair's word types an English token becomes its mutual nearest neighbour among one other language's
-    # tokens in the encoder's own embedding space (neighbours.py): the classifier learns to read other languages'
-    # vectors in English frames, with no dictionary, parallel text or foreign labels.
+    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. Neighbour
+    # swaps (`neighbour_swap`) lifted k = 0 transfer but kept target phases after intermediate tasks on their
+    # plateaus, so they stay off (docs/miniature.md, "Neighbour swaps").
     target=TrainConfig(
         learning_rate=1e-3,
         batch_size=64,
@@ -275,7 +274,6 @@ _TINY = Preset(
         restart_at=2000,
         embedding_noise=0.65,
         weight_average=0.995,
-        neighbour_swap=0.3,
     ),
 )
 
