@@ -3,8 +3,8 @@
 Zero-shot transfer fails where the English-trained classifier keys on detail of the English word vectors that
 other languages' aligned words do not share (docs/miniature.md, "Where the transfer was lost"), although
 those words' nearest English neighbours are right. So, during English fine-tuning, a share of each pair's
-tokens is replaced by their nearest neighbour in the encoder's own word-embedding space among one other
-language's tokens (a language drawn per pair): the classifier sees other languages' vectors in English
+word types is replaced by their mutual nearest neighbour in the encoder's own word-embedding space among one
+other language's tokens (a language drawn per pair): the classifier sees other languages' vectors in English
 frames. The neighbours come from the encoder alone (cosine of its input embeddings, each language's tokens
 read off its monolingual MLM corpus): no dictionary, no parallel text, no labels in another language
 (dictionary-free code-switching as in knn-replace, Dufter & Schütze 2020, moved from pretraining to

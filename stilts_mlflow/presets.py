@@ -131,8 +131,8 @@ class TrainConfig:
     # dev evaluation scores and the phase keeps (averaging.py; Schmidt et al. 2023: steadier, better zero-shot
     # transfer). 0: off, the raw weights.
     weight_average: float = 0.0
-    # Target only: share of each English pair's tokens swapped for their nearest cross-lingual neighbour in the
-    # encoder's own embedding space, one other language per pair (neighbours.py; needs the MLM corpus, which
+    # Target only: share of each English pair's word types swapped for their mutual nearest neighbour among one
+    # other language's tokens in the encoder's own embedding space (neighbours.py; needs the MLM corpus, which
     # says which tokens each language uses). 0: off, English only.
     neighbour_swap: float = 0.0
 
