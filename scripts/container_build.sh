@@ -3,7 +3,7 @@
 #   1. docker.io and debootstrap from Debian if missing; dockerd started if not running (root);
 #   2. a base image stilts-base:bookworm made by debootstrap (Debian 12 ships Python 3.11) + docker import;
 #   3. every wheel both images need downloaded into .docker-build/wheels/ (the build context);
-#   4. docker build --network none for the targets train and serve.
+#   4. a free-disk check (the builds peak near 7 GB), then docker build --network none for train and serve.
 # The serve image bakes in the export directory .docker-build/model (copy one there first).
 # `container_build.sh install` stops after step 1 and `container_build.sh prepare` after step 3 (no model needed):
 # the tests run those while other tests run, then the whole script, which skips what is already done.
@@ -50,9 +50,21 @@ pip_ download -q -d .docker-build/wheels/train --only-binary=:all: .docker-build
 pip_ download -q -d .docker-build/wheels/serve --only-binary=:all: -r serving/requirements.txt
 [ "$STAGE" = prepare ] && { log "prepared: base image and wheels"; exit 0; }
 
+# The builds peak near 7 GB (context copy, throw-away venv stages, both images): a full disk fails deep in
+# pip with a message that says little, so refuse early and say where the space is missing.
+need_gb=${STILTS_BUILD_FREE_GB:-9}
+for dir in "$(docker info --format '{{.DockerRootDir}}')" "$PWD"; do
+  free_gb=$(df -P -BG "$dir" | awk 'NR==2 {sub("G", "", $4); print $4}')
+  if [ "$free_gb" -lt "$need_gb" ]; then
+    log "only ${free_gb} GB free under $dir; the image builds need about ${need_gb} GB (free some, or set STILTS_BUILD_FREE_GB)"
+    exit 1
+  fi
+done
 for target in serve train; do
-  log "docker build --target $target"
-  docker build -q --network none --build-arg BASE_IMAGE="$BASE" --target "$target" -t "stilts-$target" . >/dev/null
+  log "docker build --target $target (its output: /tmp/stilts-docker-build-$target.log)"
+  docker build --network none --build-arg BASE_IMAGE="$BASE" --target "$target" -t "stilts-$target" . \
+    >"/tmp/stilts-docker-build-$target.log" 2>&1 \
+    || { log "docker build --target $target failed; its last lines:"; tail -40 "/tmp/stilts-docker-build-$target.log" >&2; exit 1; }
 done
 # A rebuild leaves the previous images and stages untagged (tens of GB over a few rebuilds); remove
 # this project's untagged images only, by the label every stage carries.
