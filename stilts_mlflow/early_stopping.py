@@ -3,7 +3,7 @@
 A run stops after `patience` evaluations without a gain of more than `min_delta` over the best score, but
 never before `min_steps` and never while the best score is below `stop_above` (a run still at chance is on
 its plateau, not finished). `patience` 0 never stops. A run still below `stop_above` at step `give_up_at`
-(> 0) gives up: it has not left its plateau, and another seed is the better bet. The state is three numbers,
+(> 0) gives up: it has not left its plateau, and another seed is the better bet. The state is four numbers,
 kept in checkpoints.
 """
 
@@ -57,8 +57,19 @@ class EarlyStopping:
             and (self.best_score is None or self.best_score < self.stop_above)
         )
 
+    def restart(self) -> None:
+        """Forget the best score (a new stage of the phase starts): the next evaluation is the best, and the
+        phase no longer gives up."""
+        self.best_score, self.best_step, self.bad_evals, self.give_up_at = None, 0, 0, 0
+
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_step": self.best_step, "bad_evals": self.bad_evals}
+        return {
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "give_up_at": self.give_up_at,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score, self.best_step, self.bad_evals = state["best_score"], state["best_step"], state["bad_evals"]
+        self.give_up_at = state.get("give_up_at", self.give_up_at)

@@ -135,6 +135,10 @@ class TrainConfig:
     # other language's tokens in the encoder's own embedding space (neighbours.py; needs the MLM corpus, which
     # says which tokens each language uses). 0: off, English only.
     neighbour_swap: float = 0.0
+    # ... starting only once the best dev score has reached this (0: from the first step). The phase then goes on
+    # as a second stage: early stopping forgets the English-only best, so the weights kept have seen the swaps,
+    # and the attempt can no longer give up (`restart_at`), as it has left its plateau.
+    neighbour_swap_from: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.neighbour_swap <= 1:

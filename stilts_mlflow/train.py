@@ -146,6 +146,10 @@ class _Loop:
     average: torch.nn.Module | None = None  # the weight average (averaging.py), evaluated and kept instead of `raw`
     neighbours: torch.Tensor | None = None  # cross-lingual neighbour table for token swaps (neighbours.py)
 
+    def swapping(self) -> bool:
+        """Whether training batches get neighbour swaps now: from the step the phase's state records."""
+        return self.neighbours is not None and self.state.get("swaps_from") is not None
+
     def kept(self) -> torch.nn.Module:
         """The weights that dev evaluation scores and the phase keeps."""
         return self.average.module if self.average is not None else self.raw
@@ -202,6 +206,8 @@ def _prepare(
         if neighbours is None:
             raise ValueError(f"{cfg.phase}: neighbour_swap {tc.neighbour_swap} needs a neighbour table")
         loop.neighbours = neighbours
+        if tc.neighbour_swap_from <= 0:
+            state["swaps_from"] = 0
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = loop.state = checkpoint.load(last, raw, optimizer, scheduler, generator, loop.extra())
@@ -230,7 +236,7 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
             mlm_probability=tc.mlm_probability,
             generator=loop.generator,
         )
-        if loop.neighbours is not None and enc.task.kind == "classification":
+        if loop.swapping() and enc.task.kind == "classification":
             batch["input_ids"] = swap(batch["input_ids"], loop.neighbours, tc.neighbour_swap, loop.generator)
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         sync = micro == tc.grad_accum - 1
@@ -283,6 +289,24 @@ def _evaluate(
     )
 
 
+def _start_swaps(loop: _Loop, cfg: PhaseConfig, step: int) -> None:
+    """Start neighbour swaps once the best dev score reaches `neighbour_swap_from`: a second stage whose early
+    stopping starts afresh, so the weights kept have trained with the swaps."""
+    tc, stopper = cfg.train, loop.stopper
+    if loop.neighbours is None or loop.swapping() or stopper.best_score is None:
+        return
+    if stopper.best_score >= tc.neighbour_swap_from:
+        log.info(
+            "%s: best dev score %.4f reached %s at step %d, neighbour swaps start",
+            cfg.phase,
+            stopper.best_score,
+            tc.neighbour_swap_from,
+            step,
+        )
+        loop.state["swaps_from"] = step
+        stopper.restart()
+
+
 def _checkpoint(loop: _Loop, work_dir: Path, step: int, on_checkpoint) -> None:
     loop.state["streams"] = {t: s.state() for t, s in loop.streams.items()}
     loop.state.update(loop.stopper.state_dict())
@@ -333,6 +357,7 @@ def train_phase(
         if step % tc.eval_every == 0 or done:
             _evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics)
             loop.model.train()
+            _start_swaps(loop, cfg, step)
             if loop.stopper.should_stop(step):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done, state["total"] = True, step

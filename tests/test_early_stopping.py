@@ -76,3 +76,14 @@ def test_gives_up_only_while_the_best_is_below_stop_above_at_give_up_at():
     assert not late.gives_up(300)
     assert not EarlyStopping(stop_above=0.7).gives_up(10**6)  # give_up_at 0: never
     assert EarlyStopping(stop_above=0.7, give_up_at=100).gives_up(100)  # no evaluation yet counts as below
+
+
+def test_restart_forgets_the_best_and_never_gives_up_and_a_resume_keeps_that():
+    stopper = EarlyStopping(patience=1, stop_above=0.7, give_up_at=300)
+    _feed(stopper, [0.5, 0.8])
+    stopper.restart()
+    assert stopper.update(0.6, 300) and stopper.best_score == 0.6  # below the old best, still the new stage's best
+    assert not stopper.gives_up(300) and not stopper.should_stop(300)
+    resumed = EarlyStopping(patience=1, stop_above=0.7, give_up_at=300)
+    resumed.load_state_dict(stopper.state_dict())
+    assert not resumed.gives_up(400) and resumed.best_score == 0.6

@@ -98,3 +98,76 @@ def test_a_target_phase_trains_on_swapped_pairs_and_evaluates_on_the_originals(w
     for ids in training:  # content tokens all swapped; <s>, </s> and padding kept
         assert set(ids[ids > 3].tolist()) == {foreign}
     assert all((ids[ids > 3] != foreign).any() for ids in evaluation)
+
+
+def test_swaps_can_start_once_dev_passes_a_score_and_then_restart_early_stopping(world, tok, tmp_path, monkeypatch):
+    """`neighbour_swap_from`: English-only steps until the best dev score reaches it, swapped steps after; the
+    weights kept come from the swap stage, the phase no longer gives up, and a resumed run swaps alike."""
+    import stilts_mlflow.train as train
+    from stilts_mlflow.features import encode
+    from stilts_mlflow.model import HeadSpec, MultiTaskModel, encoder_config
+    from stilts_mlflow.presets import ModelConfig
+    from stilts_mlflow.tasks.spec import TASKS
+    from stilts_mlflow.tasks.synthetic import SyntheticTasks
+
+    enc = encode(TASKS["xnli"], SyntheticTasks(world).generate("xnli", "train", "en", 24), tok, 64)
+    cfg = encoder_config(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), len(tok))
+    foreign = len(tok) - 2
+    table = torch.arange(len(tok)).repeat(2, 1)
+    table[:, 4 : len(tok) - 1] = foreign
+    scores = {2: 0.5, 4: 0.8, 6: 0.6, 8: 0.7}  # dev scores by step: swaps start after step 4's 0.8
+    monkeypatch.setattr(train, "selection_score", lambda phase, metrics, select: scores[len(seen_evals) * 2])
+    seen_evals, swapped = [], []
+    real_forward, real_evaluate = MultiTaskModel.forward, train._evaluate
+
+    def forward(self, head, **batch):
+        if self.training:
+            ids = batch["input_ids"]
+            swapped.append(bool((ids == foreign).any()))
+        return real_forward(self, head, **batch)
+
+    def evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics):
+        seen_evals.append(step)
+        return real_evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics)
+
+    monkeypatch.setattr(MultiTaskModel, "forward", forward)
+    monkeypatch.setattr(train, "_evaluate", evaluate)
+    tc = TrainConfig(
+        learning_rate=1e-3,
+        batch_size=8,
+        steps=8,
+        eval_every=2,
+        checkpoint_every=2,
+        stop_above=0.75,
+        restarts=1,
+        restart_at=6,  # best 0.6 at step 6 would give up, were it not the swap stage
+        neighbour_swap=1.0,
+        neighbour_swap_from=0.75,
+    )
+    phase = train.PhaseConfig("target", tc)
+    sets = ({"xnli": enc}, {"xnli": {"en": enc}}, tok)
+
+    def run(work, **kw):
+        torch.manual_seed(0)
+        model = MultiTaskModel(cfg, [HeadSpec("nli", "classification", 3)])
+        return model, train.train_phase(phase, model, *sets, tmp_path / work, progress=False, neighbours=table, **kw)
+
+    model, result = run("whole")
+    assert swapped == [False] * 4 + [True] * 4
+    assert result.steps == 8 and (result.best_step, result.best_score) == (8, 0.7)  # not step 4's English-only 0.8
+
+    # killed after step 6's checkpoint, then resumed: the swap stage goes on, and ends on the same weights
+    seen_evals.clear(), swapped.clear()
+    monkeypatch.setattr(
+        train, "_fault_injection", lambda phase, step: (_ for _ in ()).throw(KeyboardInterrupt) if step == 7 else None
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run("killed")
+    monkeypatch.setattr(train, "_fault_injection", lambda phase, step: None)
+    seen_evals[:] = [2, 4, 6]
+    swapped.clear()
+    resumed, again = run("killed")
+    assert swapped == [True, True]
+    assert (again.steps, again.best_step, again.best_score) == (8, 8, 0.7)
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
