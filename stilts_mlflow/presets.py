@@ -278,6 +278,8 @@ _TINY = Preset(
         restart_at=2000,
         embedding_noise=0.65,
         weight_average=0.995,
+        neighbour_swap=0.3,
+        neighbour_swap_from=0.7,
     ),
 )
 
