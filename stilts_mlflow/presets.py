@@ -259,9 +259,10 @@ _TINY = Preset(
     # schedule restarts with another seed (Devlin et al. 2019, Sec. 4.1), twice at most. Noise on the word embeddings
     # (0.65 of their standard deviation) keeps the classifier off detail that only the English words have, which
     # other languages' aligned words lack (docs/miniature.md, "Where the transfer was lost"); a moving average of
-    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. Neighbour
-    # swaps (`neighbour_swap`) lifted k = 0 transfer but kept target phases after intermediate tasks on their
-    # plateaus, so they stay off (docs/miniature.md, "Neighbour swaps").
+    # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. Once English
+    # dev has passed 0.7, 30% of each pair's word types become their mutual nearest neighbour in another language
+    # (`neighbour_swap`, `neighbour_swap_from`): the task is found in English first, then read in the other
+    # languages' vectors. Swaps from the first step kept many runs on their plateaus (docs/miniature.md).
     target=TrainConfig(
         learning_rate=1e-3,
         batch_size=64,
