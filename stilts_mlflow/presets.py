@@ -135,12 +135,17 @@ class TrainConfig:
     # other language's tokens in the encoder's own embedding space (neighbours.py; needs the MLM corpus, which
     # says which tokens each language uses). 0: off, English only.
     neighbour_swap: float = 0.0
-    # ... starting only once the best dev score has reached this (0: from the first step). The phase then goes on
-    # as a second stage: early stopping forgets the English-only best, so the weights kept have seen the swaps,
-    # and the attempt can no longer give up (`restart_at`), as it has left its plateau.
-    neighbour_swap_from: float = 0.0
+    # Target only: each training pair's words move by up to this many places within their sentence (Lample et al.
+    # 2018's word shuffle, word_shuffle.py), so the classifier cannot rely on English word order. 0: off.
+    word_shuffle: float = 0.0
+    # The augmentations above (neighbour swaps, word shuffle) start only once the best dev score has reached this
+    # (0: from the first step). The phase then goes on as a second stage: early stopping forgets the English-only
+    # best, so the weights kept have seen them, and the attempt no longer gives up (`restart_at`).
+    augment_from: float = 0.0
 
     def __post_init__(self):
+        if self.word_shuffle < 0:
+            raise ValueError(f"word_shuffle must be >= 0; got {self.word_shuffle}")
         if not 0 <= self.neighbour_swap <= 1:
             raise ValueError(f"neighbour_swap must be in [0, 1]; got {self.neighbour_swap}")
         if not 0 <= self.weight_average < 1:
@@ -261,7 +266,7 @@ _TINY = Preset(
     # other languages' aligned words lack (docs/miniature.md, "Where the transfer was lost"); a moving average of
     # the weights (a 200-step horizon) is what dev scores and the phase keeps, steadier across seeds. Once English
     # dev has passed 0.7, 30% of each pair's word types become their mutual nearest neighbour in another language
-    # (`neighbour_swap`, `neighbour_swap_from`): the task is found in English first, then read in the other
+    # (`neighbour_swap`, `augment_from`): the task is found in English first, then read in the other
     # languages' vectors. Swaps from the first step kept many runs on their plateaus (docs/miniature.md).
     target=TrainConfig(
         learning_rate=1e-3,
@@ -280,7 +285,7 @@ _TINY = Preset(
         embedding_noise=0.65,
         weight_average=0.995,
         neighbour_swap=0.3,
-        neighbour_swap_from=0.7,
+        augment_from=0.7,
     ),
 )
 

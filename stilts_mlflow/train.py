@@ -35,6 +35,7 @@ from stilts_mlflow.early_stopping import EarlyStopping
 from stilts_mlflow.evaluate import evaluate_tasks
 from stilts_mlflow.features import Encoded, collate
 from stilts_mlflow.model import MultiTaskModel
+from stilts_mlflow import word_shuffle
 from stilts_mlflow.neighbours import swap
 from stilts_mlflow.presets import TrainConfig
 from stilts_mlflow.sampling import BatchStream, choose_task, task_weights, with_mlm
@@ -145,10 +146,12 @@ class _Loop:
     noise: RemovableHandle | None = None  # the embedding-noise hook (noise.py), removed when the phase ends
     average: torch.nn.Module | None = None  # the weight average (averaging.py), evaluated and kept instead of `raw`
     neighbours: torch.Tensor | None = None  # cross-lingual neighbour table for token swaps (neighbours.py)
+    word_starts: torch.Tensor | None = None  # per token id: does it open a word (word_shuffle.py)
+    special: torch.Tensor | None = None  # the tokenizer's special ids, which a word shuffle never moves
 
-    def swapping(self) -> bool:
-        """Whether training batches get neighbour swaps now: from the step the phase's state records."""
-        return self.neighbours is not None and self.state.get("swaps_from") is not None
+    def augmenting(self) -> bool:
+        """Whether training batches are augmented now (swaps, shuffles): from the step the state records."""
+        return self.state.get("augment_from_step") is not None
 
     def kept(self) -> torch.nn.Module:
         """The weights that dev evaluation scores and the phase keeps."""
@@ -206,8 +209,8 @@ def _prepare(
         if neighbours is None:
             raise ValueError(f"{cfg.phase}: neighbour_swap {tc.neighbour_swap} needs a neighbour table")
         loop.neighbours = neighbours
-        if tc.neighbour_swap_from <= 0:
-            state["swaps_from"] = 0
+    if (tc.neighbour_swap > 0 or tc.word_shuffle > 0) and tc.augment_from <= 0:
+        state["augment_from_step"] = 0
     last = checkpoint.find(work_dir / "last")
     if last is not None:
         state = loop.state = checkpoint.load(last, raw, optimizer, scheduler, generator, loop.extra())
@@ -236,8 +239,13 @@ def _step(loop: _Loop, cfg: PhaseConfig, train_sets: dict[str, Encoded], tokeniz
             mlm_probability=tc.mlm_probability,
             generator=loop.generator,
         )
-        if loop.swapping() and enc.task.kind == "classification":
-            batch["input_ids"] = swap(batch["input_ids"], loop.neighbours, tc.neighbour_swap, loop.generator)
+        if loop.augmenting() and enc.task.kind == "classification":
+            if loop.neighbours is not None:
+                batch["input_ids"] = swap(batch["input_ids"], loop.neighbours, tc.neighbour_swap, loop.generator)
+            if loop.word_starts is not None:
+                batch["input_ids"] = word_shuffle.shuffle(
+                    batch["input_ids"], loop.word_starts, loop.special, tc.word_shuffle, loop.generator
+                )
         batch = {k: v.to(acc.device) for k, v in batch.items()}
         sync = micro == tc.grad_accum - 1
         with contextlib.nullcontext() if sync else acc.no_sync(loop.model), acc.autocast():
@@ -289,21 +297,21 @@ def _evaluate(
     )
 
 
-def _start_swaps(loop: _Loop, cfg: PhaseConfig, step: int) -> None:
-    """Start neighbour swaps once the best dev score reaches `neighbour_swap_from`: a second stage whose early
-    stopping starts afresh, so the weights kept have trained with the swaps."""
+def _start_augmenting(loop: _Loop, cfg: PhaseConfig, step: int) -> None:
+    """Start the augmentations (neighbour swaps, word shuffle) once the best dev score reaches `augment_from`:
+    a second stage whose early stopping starts afresh, so the weights kept have trained with them."""
     tc, stopper = cfg.train, loop.stopper
-    if loop.neighbours is None or loop.swapping() or stopper.best_score is None:
+    if not (tc.neighbour_swap > 0 or tc.word_shuffle > 0) or loop.augmenting() or stopper.best_score is None:
         return
-    if stopper.best_score >= tc.neighbour_swap_from:
+    if stopper.best_score >= tc.augment_from:
         log.info(
-            "%s: best dev score %.4f reached %s at step %d, neighbour swaps start",
+            "%s: best dev score %.4f reached %s at step %d, augmentations start",
             cfg.phase,
             stopper.best_score,
-            tc.neighbour_swap_from,
+            tc.augment_from,
             step,
         )
-        loop.state["swaps_from"] = step
+        loop.state["augment_from_step"] = step
         stopper.restart()
 
 
@@ -333,6 +341,9 @@ def train_phase(
     table for `neighbour_swap` (neighbours.py), built from the phase's starting weights."""
     tc, work_dir = cfg.train, Path(work_dir)
     loop = _prepare(cfg, model, train_sets, work_dir, neighbours)
+    if tc.word_shuffle > 0:
+        loop.word_starts = word_shuffle.word_starts(tokenizer)
+        loop.special = torch.tensor(tokenizer.all_special_ids)
     state, main = loop.state, loop.accelerator.is_main_process
     bar = tqdm(
         total=state["total"], initial=state["step"], desc=cfg.phase, disable=not progress or not main, mininterval=2
@@ -357,7 +368,7 @@ def train_phase(
         if step % tc.eval_every == 0 or done:
             _evaluate(loop, cfg, dev_sets, tokenizer, step, work_dir, on_metrics)
             loop.model.train()
-            _start_swaps(loop, cfg, step)
+            _start_augmenting(loop, cfg, step)
             if loop.stopper.should_stop(step):
                 log.info("%s: no improvement in %d evaluations, stopping at step %d", cfg.phase, tc.patience, step)
                 done, state["total"] = True, step

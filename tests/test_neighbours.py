@@ -101,7 +101,7 @@ def test_a_target_phase_trains_on_swapped_pairs_and_evaluates_on_the_originals(w
 
 
 def test_swaps_can_start_once_dev_passes_a_score_and_then_restart_early_stopping(world, tok, tmp_path, monkeypatch):
-    """`neighbour_swap_from`: English-only steps until the best dev score reaches it, swapped steps after; the
+    """`augment_from`: English-only steps until the best dev score reaches it, swapped steps after; the
     weights kept come from the swap stage, the phase no longer gives up, and a resumed run swaps alike."""
     import stilts_mlflow.train as train
     from stilts_mlflow.features import encode
@@ -142,7 +142,7 @@ def test_swaps_can_start_once_dev_passes_a_score_and_then_restart_early_stopping
         restarts=1,
         restart_at=6,  # best 0.6 at step 6 would give up, were it not the swap stage
         neighbour_swap=1.0,
-        neighbour_swap_from=0.75,
+        augment_from=0.75,
     )
     phase = train.PhaseConfig("target", tc)
     sets = ({"xnli": enc}, {"xnli": {"en": enc}}, tok)
