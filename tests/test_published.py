@@ -85,7 +85,9 @@ def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(
 
     from stilts_mlflow.evaluate import zero_shot
     from stilts_mlflow.features import encode
+    from stilts_mlflow.mlm import language_vocab
     from stilts_mlflow.model import HeadSpec, MultiTaskModel
+    from stilts_mlflow.neighbours import neighbour_table
     from stilts_mlflow.tasks import get_task
     from stilts_mlflow.tasks.synthetic import SyntheticTasks
     from stilts_mlflow.tokenizer import load_tokenizer
@@ -103,6 +105,12 @@ def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(
     model = MultiTaskModel(pretrained.config, [HeadSpec("nli", "classification", 3)])
     model.load_encoder_from(pretrained)
     tc = replace(TINY.target, checkpoint_every=TINY.target.steps)  # the preset's target recipe, seed 0
+    # its neighbour swaps need each language's tokens: read off a slice of the MLM corpus
+    mlm = {
+        lang: [encode(get_task("mlm"), tasks.generate("mlm", "train", lang, 2000), tok, 64)] for lang in XNLI_LANGUAGES
+    }
+    vocab = language_vocab(mlm, len(tok), tok.mask_token_id)
+    neighbours = neighbour_table(model.roberta.embeddings.word_embeddings.weight, vocab, tok.mask_token_id)
     train_phase(
         PhaseConfig("target", tc, seed=0),
         model,
@@ -111,6 +119,7 @@ def test_the_published_encoder_still_transfers_after_a_smoke_sized_target_phase(
         tok,
         tmp_path / "target",
         progress=False,
+        neighbours=neighbours,
     )
     metrics, _ = zero_shot(model, {lang: data("test", lang, GUARD_TEST) for lang in XNLI_LANGUAGES}, tok)
     assert metrics["test/accuracy.en"] > 0.6, metrics
