@@ -143,6 +143,11 @@ class TrainConfig:
     # best, so the weights kept have seen them, and the attempt no longer gives up (`restart_at`).
     augment_from: float = 0.0
 
+    @property
+    def augments(self) -> bool:
+        """Whether training batches get the target augmentations (neighbour swaps, word shuffle)."""
+        return self.neighbour_swap > 0 or self.word_shuffle > 0
+
     def __post_init__(self):
         if self.word_shuffle < 0:
             raise ValueError(f"word_shuffle must be >= 0; got {self.word_shuffle}")

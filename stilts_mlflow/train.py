@@ -209,7 +209,7 @@ def _prepare(
         if neighbours is None:
             raise ValueError(f"{cfg.phase}: neighbour_swap {tc.neighbour_swap} needs a neighbour table")
         loop.neighbours = neighbours
-    if (tc.neighbour_swap > 0 or tc.word_shuffle > 0) and tc.augment_from <= 0:
+    if tc.augments and tc.augment_from <= 0:
         state["augment_from_step"] = 0
     last = checkpoint.find(work_dir / "last")
     if last is not None:
@@ -301,7 +301,7 @@ def _start_augmenting(loop: _Loop, cfg: PhaseConfig, step: int) -> None:
     """Start the augmentations (neighbour swaps, word shuffle) once the best dev score reaches `augment_from`:
     a second stage whose early stopping starts afresh, so the weights kept have trained with them."""
     tc, stopper = cfg.train, loop.stopper
-    if not (tc.neighbour_swap > 0 or tc.word_shuffle > 0) or loop.augmenting() or stopper.best_score is None:
+    if not tc.augments or loop.augmenting() or stopper.best_score is None:
         return
     if stopper.best_score >= tc.augment_from:
         log.info(
