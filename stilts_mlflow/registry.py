@@ -8,10 +8,12 @@ of each file, same aliases) whose pyfunc serves premise/hypothesis pairs without
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from mlflow.entities import LoggedModelStatus
 from stilts_mlflow import spotcheck, tracking
 from stilts_mlflow.export import export_model, integrity_tags, log_onnx_model, parity_samples, summary, xnli_dev
 from stilts_mlflow.options import subset_name
+from stilts_mlflow.process_pool import cores, tracked_pool
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "stilts-xnli"
@@ -104,14 +107,25 @@ def resolve_version(uri: str):
     return client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
 
 
-def export_version(mv, preset: str | None = None, dev: dict | None = None):
-    """Export one `stilts-xnli` version to ONNX in an `export` run and register its twin (reused when one
-    exists). Returns the `stilts-xnli-onnx` version."""
+@dataclass(frozen=True)
+class Exported:
+    """One version's export run: what its ONNX twin's registration needs."""
 
-    client = MlflowClient()
-    for twin in client.search_model_versions(f"name='{ONNX_MODEL_NAME}'"):
+    run_id: str
+    model_id: str  # the run's logged ONNX model
+    tags: dict[str, str]  # integrity pins and check summary
+
+
+def _twin_of(mv, twins) -> Any | None:
+    for twin in twins:
         if twin.tags.get("source_version") == str(mv.version) and twin.tags.get("run_id") == mv.tags.get("run_id"):
             return twin
+    return None
+
+
+def export_run(mv, preset: str | None, dev: dict | None, parent_id: str | None = None) -> Exported:
+    """Export one `stilts-xnli` version to ONNX in an `export` run (under the active run, or the run `parent_id`
+    names: a worker process's parent), checked for parity and logged as a model."""
     preset = preset or mv.tags.get("preset", "tiny")
     dev = dev if dev is not None else xnli_dev(preset)
     samples = parity_samples(dev)
@@ -122,7 +136,12 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
         "subset": mv.tags.get("subset", ""),
         "source": f"{mv.name}/{mv.version}",
     }
-    with tracking.start(f"export {mv.name} v{mv.version}", tags, key=key) as run, tempfile.TemporaryDirectory() as tmp:
+    with (
+        tracking.start(
+            f"export {mv.name} v{mv.version}", tags, key=key, nested=parent_id is None, parent_id=parent_id
+        ) as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         source = mlflow.artifacts.download_artifacts(f"models:/{mv.name}/{mv.version}", dst_path=f"{tmp}/source")
         report = export_model(source, Path(tmp) / "export", samples, dev, examples=spotcheck.for_preset(preset))
         tracking.log_metrics(report.metrics())
@@ -134,15 +153,27 @@ def export_version(mv, preset: str | None = None, dev: dict | None = None):
             samples["en"][:2] + samples.get("fr", [])[:1] + samples.get("zh", [])[:1],
         )
         pins = integrity_tags(Path(tmp) / "export")
+    checks = {k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in summary(report.metrics()).items()}
+    return Exported(run.info.run_id, model_id, {**pins, **checks})
+
+
+def register_twin(mv, exported: Exported):
+    """Register an export run's model as the ONNX twin of `mv`: its tags, the source's and the checks'."""
     tags = {
         **mv.tags,
         "source_model": mv.name,
         "source_version": str(mv.version),
-        "export_run_id": run.info.run_id,
-        **pins,
-        **{k.removeprefix("export/").replace("/", "."): f"{v:.6g}" for k, v in summary(report.metrics()).items()},
+        "export_run_id": exported.run_id,
+        **exported.tags,
     }
-    return mlflow.register_model(f"models:/{model_id}", ONNX_MODEL_NAME, tags=tags)
+    return mlflow.register_model(f"models:/{exported.model_id}", ONNX_MODEL_NAME, tags=tags)
+
+
+def export_version(mv, preset: str | None = None, dev: dict | None = None):
+    """Export one `stilts-xnli` version to ONNX in an `export` run and register its twin (reused when one
+    exists). Returns the `stilts-xnli-onnx` version."""
+    twin = _twin_of(mv, MlflowClient().search_model_versions(f"name='{ONNX_MODEL_NAME}'"))
+    return twin or register_twin(mv, export_run(mv, preset, dev))
 
 
 def mirror_aliases(twins: dict[str, Any]) -> dict[str, str]:
@@ -157,8 +188,40 @@ def mirror_aliases(twins: dict[str, Any]) -> dict[str, str]:
     return aliases
 
 
-def export_registered(preset: str | None = None) -> dict[str, str]:
-    """ONNX twins for every `stilts-xnli` version, and every alias mirrored onto them."""
-    versions = MlflowClient().search_model_versions(f"name='{MODEL_NAME}'")
-    dev = xnli_dev(preset) if preset else None
-    return mirror_aliases({str(mv.version): export_version(mv, preset, dev) for mv in versions})
+def export_registered(preset: str | None = None, workers: int = 1) -> dict[str, str]:
+    """ONNX twins for every `stilts-xnli` version, and every alias mirrored onto them. The exports run on
+    `workers` processes (each one its share of the cores); the twins are registered here, in version order,
+    so twin numbers follow source numbers whatever order the exports finish in."""
+    client = MlflowClient()
+    versions = sorted(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda mv: int(mv.version))
+    existing = client.search_model_versions(f"name='{ONNX_MODEL_NAME}'")
+    twins = {str(mv.version): _twin_of(mv, existing) for mv in versions}
+    todo = [mv for mv in versions if twins[str(mv.version)] is None]
+    for mv, exported in zip(todo, _export_runs(todo, preset, workers)):
+        twins[str(mv.version)] = register_twin(mv, exported)
+    return mirror_aliases(twins)
+
+
+def _export_runs(versions: list, preset: str | None, workers: int) -> list[Exported]:
+    """The export runs of `versions`, in their order: here one after another, or on a pool of processes."""
+    workers = max(1, min(workers, len(versions)))
+    if workers == 1:
+        dev = xnli_dev(preset) if preset else None
+        return [export_run(mv, preset, dev) for mv in versions]
+    active = mlflow.active_run()
+    parent_id = active.info.run_id if active else None
+    experiment_id = active.info.experiment_id if active else tracking.setup()
+    log.info("%d ONNX exports on %d worker processes", len(versions), workers)
+    with tracked_pool(workers, max(1, cores() // workers), experiment_id) as pool:
+        jobs = [(mv.name, str(mv.version), preset, parent_id) for mv in versions]
+        return list(pool.map(_export_in_worker, *zip(*jobs)))
+
+
+@functools.lru_cache(maxsize=4)
+def _dev(preset: str) -> dict:
+    return xnli_dev(preset)  # once per worker process, for all its exports
+
+
+def _export_in_worker(name: str, version: str, preset: str | None, parent_id: str | None) -> Exported:
+    mv = MlflowClient().get_model_version(name, version)
+    return export_run(mv, preset, _dev(preset or mv.tags.get("preset", "tiny")), parent_id)

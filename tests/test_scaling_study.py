@@ -15,7 +15,18 @@ from transformers import AutoModelForSequenceClassification
 from stilts_mlflow.export import PARITY_TOLERANCE
 from helpers import by_phase, runs, stilts
 
-STUDY = ["scaling", "--preset", "smoke", "--sizes", "0-3", "--subsets-per-size", "1", "--no-progress"]
+STUDY = [
+    "scaling",
+    "--preset",
+    "smoke",
+    "--sizes",
+    "0-3",
+    "--subsets-per-size",
+    "1",
+    "--max-parallel",
+    "2",
+    "--no-progress",
+]
 TRAINING = ("pretrain", "intermediate", "target")
 
 
@@ -67,7 +78,12 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
 
     # every version has an ONNX twin with its tags, export checks and checksums; aliases mirrored
     twins = client.search_model_versions("name='stilts-xnli-onnx'")
-    assert sorted(int(t.tags["source_version"]) for t in twins) == sorted(int(v.version) for v in versions)
+    # exported on 2 worker processes, registered here in source order: twin n is version n's
+    assert {str(t.version): t.tags["source_version"] for t in twins} == {str(v.version): str(v.version) for v in versions}
+    exports = by_phase(all_runs, "export")
+    assert len(exports) == 12 and {e.data.tags["mlflow.parentRunId"] for e in exports} == {parent.info.run_id}
+    assert {e.info.run_id for e in exports} == {t.tags["export_run_id"] for t in twins}
+    assert "12 ONNX exports on 2 worker processes" in first.stderr, first.stderr[-3000:]
     source_aliases = client.get_registered_model("stilts-xnli").aliases
     twin_aliases = client.get_registered_model("stilts-xnli-onnx").aliases
     assert set(twin_aliases) == set(source_aliases)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from stilts_mlflow.context import context_for
 from stilts_mlflow.options import Options, subset_name
 from stilts_mlflow.pretraining import initial_encoder
+from stilts_mlflow.process_pool import cores
 from stilts_mlflow.registry import dev_avg, export_registered, register_best
 from stilts_mlflow.scaling import report
 from stilts_mlflow.scaling.analysis import Observation, analyse
@@ -142,7 +143,8 @@ def run_study(
     )
     mlflow.set_tag("stilts.verdict", analysis.verdict)
     aliases = register_best(rows, base.preset)
-    onnx_aliases = export_registered(base.preset) if export else {}
+    # the exports share this machine's cores as the pipelines did (remote backends' workers are elsewhere)
+    onnx_aliases = export_registered(base.preset, workers=min(launch.max_parallel, cores())) if export else {}
     log.info("verdict: %s — %s", analysis.verdict, "; ".join(analysis.evidence))
     return {
         "rows": rows,

@@ -11,47 +11,16 @@ killed study leaves no orphan training on; its unfinished runs resume on the nex
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 import mlflow
 
 from stilts_mlflow.options import Options
+from stilts_mlflow.process_pool import tracked_pool
 
 log = logging.getLogger(__name__)
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: a killed study's workers finish their pipeline, then exit
-        pass
-
-
-def _init_worker(tracking_uri: str, experiment_id: str, threads: int, log_level: int) -> None:
-    _die_with_parent()
-    os.environ.update(
-        MLFLOW_TRACKING_URI=tracking_uri,
-        MLFLOW_EXPERIMENT_ID=experiment_id,
-        STILTS_NO_PROGRESS="1",
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-    )
-    logging.basicConfig(
-        level=log_level,
-        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    import torch
-    from transformers.utils import logging as hf_logging
-
-    torch.set_num_threads(threads)
-    hf_logging.disable_progress_bar()
 
 
 def _run(opts: Options, parent_run_id: str) -> dict[str, Any]:
@@ -74,15 +43,9 @@ def run_pooled(
     handing each finished child's row to `on_done`. A failed child stops the study once the running ones end
     (their results are kept: a rerun continues from them)."""
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
-    initargs = (mlflow.get_tracking_uri(), experiment_id, threads, logging.getLogger().getEffectiveLevel())
     failed: list[str] = []
     workers = max(1, min(max_parallel, len(children)))
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        initializer=_init_worker,
-        initargs=initargs,
-        mp_context=multiprocessing.get_context("spawn"),
-    ) as pool:
+    with tracked_pool(workers, threads, experiment_id) as pool:
         futures: dict[Future, int] = {pool.submit(_run, opts, parent_run_id): index for index, opts in children}
         log.info("%d pipelines on %d worker processes, %d torch thread(s) each", len(children), workers, threads)
         pending = set(futures)
