@@ -79,7 +79,9 @@ def test_scaling_study_reports_registers_and_reuses(tmp_path):
     # every version has an ONNX twin with its tags, export checks and checksums; aliases mirrored
     twins = client.search_model_versions("name='stilts-xnli-onnx'")
     # exported on 2 worker processes, registered here in source order: twin n is version n's
-    assert {str(t.version): t.tags["source_version"] for t in twins} == {str(v.version): str(v.version) for v in versions}
+    assert {str(t.version): t.tags["source_version"] for t in twins} == {
+        str(v.version): str(v.version) for v in versions
+    }
     exports = by_phase(all_runs, "export")
     assert len(exports) == 12 and {e.data.tags["mlflow.parentRunId"] for e in exports} == {parent.info.run_id}
     assert {e.info.run_id for e in exports} == {t.tags["export_run_id"] for t in twins}
