@@ -21,6 +21,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def threads_each(workers: int) -> int:
+    """Torch threads per worker when `workers` share this machine's cores."""
+    return max(1, cores() // workers)
+
+
 def _die_with_parent() -> None:
     try:
         import ctypes

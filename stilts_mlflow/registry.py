@@ -24,7 +24,7 @@ from mlflow.entities import LoggedModelStatus
 from stilts_mlflow import spotcheck, tracking
 from stilts_mlflow.export import export_model, integrity_tags, log_onnx_model, parity_samples, summary, xnli_dev
 from stilts_mlflow.options import subset_name
-from stilts_mlflow.process_pool import cores, tracked_pool
+from stilts_mlflow.process_pool import threads_each, tracked_pool
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "stilts-xnli"
@@ -212,7 +212,7 @@ def _export_runs(versions: list, preset: str | None, workers: int) -> list[Expor
     parent_id = active.info.run_id if active else None
     experiment_id = active.info.experiment_id if active else tracking.setup()
     log.info("%d ONNX exports on %d worker processes", len(versions), workers)
-    with tracked_pool(workers, max(1, cores() // workers), experiment_id) as pool:
+    with tracked_pool(workers, threads_each(workers), experiment_id) as pool:
         jobs = [(mv.name, str(mv.version), preset, parent_id) for mv in versions]
         return list(pool.map(_export_in_worker, *zip(*jobs)))
 

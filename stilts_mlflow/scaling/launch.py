@@ -32,6 +32,7 @@ import yaml
 
 from stilts_mlflow.choices import BACKENDS
 from stilts_mlflow.options import Options, subset_name
+from stilts_mlflow.process_pool import cores, threads_each
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def auto_parallel() -> int:
     (each child would take the whole GPU)."""
     import torch
 
-    return 1 if torch.cuda.is_available() else max(1, min(8, len(os.sched_getaffinity(0))))
+    return 1 if torch.cuda.is_available() else max(1, min(8, cores()))
 
 
 def child_threads(max_parallel: int) -> int:
@@ -178,7 +179,7 @@ def child_threads(max_parallel: int) -> int:
     running at once.
     Tiny models scale poorly across threads: on 2 cores, two 1-thread tiny children trained 24-26 target
     steps/s each, one 2-thread child 25 (an MLM step: 216 ms on 1 thread, 140 ms on 2)."""
-    return max(1, len(os.sched_getaffinity(0)) // max_parallel)
+    return threads_each(max_parallel)
 
 
 def run_submitted(
